@@ -1,0 +1,1 @@
+"""streamdet.export: PyTorch models to streamdet ONNX files, with verification (needs torch)."""

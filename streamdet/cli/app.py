@@ -1,0 +1,35 @@
+"""The typer application; each sub-command lives in its own module and imports heavy deps lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from .._version import __version__
+
+app = typer.Typer(
+    name="streamdet",
+    help="Real-time streaming sound-event detection (HTS-AT / AST on ONNX Runtime).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamdet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Real-time streaming sound-event detection (HTS-AT / AST on ONNX Runtime)."""
+
+
+# --- sub-commands (one module each; keep imports of torch/onnxruntime inside the functions) ---
+# (registered below as they land)

@@ -1,0 +1,1 @@
+"""streamdet.train: scene synthesis, datasets and the training loop (needs torch)."""
