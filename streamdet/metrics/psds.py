@@ -60,7 +60,9 @@ class PSDResult:
 
     def to_metric(self, name: str = "psds") -> MetricResult:
         """The :class:`MetricResult` form (overall ``psds``; per class the area under its own TPR/eFPR staircase)."""
-        per_class = {c: {"auc": _auc(self.efpr, tpr, self._max) / self._max} for c, tpr in self.class_tpr.items()}
+        top = self._max
+        per_class = {c: {"auc": _auc(self.efpr, tpr, top) / top if top > 0 else float("nan")}
+                     for c, tpr in self.class_tpr.items()}
         params = {**asdict(self.params), "max_efpr": self._max, "n_operating_points": self.n_operating_points}
         return MetricResult(name, params, {"psds": self.value, **self.extra}, per_class)
 
@@ -120,7 +122,7 @@ def psd_from_rates(classes: Sequence[str], points: Sequence[tuple[np.ndarray, np
     etpr = np.nan_to_num(curves.mean(0) - params.alpha_st * curves.std(0), nan=0.0)
     etpr = np.maximum(etpr, 0.0)
     max_efpr = float(params.max_efpr) if params.max_efpr is not None else float(np.max(x))
-    value = _auc(x, etpr, max_efpr) / max_efpr
+    value = _auc(x, etpr, max_efpr) / max_efpr if max_efpr > 0 else float("nan")
     return PSDResult(value, x, etpr, dict(zip(classes, curves, strict=True)), params, n_operating_points=len(points))
 
 
