@@ -33,3 +33,6 @@ def _root(
 
 # --- sub-commands (one module each; keep imports of torch/onnxruntime inside the functions) ---
 # (registered below as they land)
+from . import eval_cmd  # noqa: E402
+
+app.command("eval")(eval_cmd.eval_command)
