@@ -1,0 +1,244 @@
+"""Live input with sounddevice: ``Detector.listen`` returns a :class:`LiveStream`.
+
+The PortAudio callback only copies the block into a preallocated :class:`RingBuffer` (no buffer
+allocation, no lock, no waiting) at the block's absolute frame position. The detector's
+:class:`~streamdet.scheduler.LiveScheduler` thread drains the ring into the :class:`Stream`, runs the
+due windows of all live streams in one batched call and delivers updates to the iterator queue
+and the ``on_event`` callback.
+
+Clock and lost input:
+
+- The position of a block is normally the previous position plus the previous block's length.
+  When PortAudio provides input timestamps (``inputBufferAdcTime``), the time since the previous
+  block is compared with the previous block's duration; a shortfall of more than
+  ``max(one block, 20 ms)`` of frames (an overflow, a suspended device) is lost input: the block is
+  written that many frames later, the gap reads as zeros and is counted in ``lost_samples``. So the
+  stream clock stays aligned with real time and never shifts. Overflow flags are counted in
+  ``overflows`` (even when the host API gives no timestamps to size the gap).
+- A reader that falls more than the ring's capacity behind loses the overwritten frames, also
+  counted as lost and replaced by zeros (see :mod:`streamdet.ring_buffer`).
+- Wall-clock times: each callback anchors its first frame to ``time.time()`` at the block's ADC
+  time (``now − (currentTime − inputBufferAdcTime)``, or ``now − block duration`` without
+  timestamps); an update's ``wall_time`` is the newest anchor plus the onset's offset from it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .events import Update
+from .ring_buffer import RingBuffer
+
+if TYPE_CHECKING:
+    from .detector import Detector, UpdateCallback
+
+_DONE = object()
+
+
+class LiveStream:
+    """A running live input; a context manager and an iterator of :class:`Update`.
+
+    ``stream`` is the underlying :class:`~streamdet.detector.Stream` (scores, counters). Pass
+    ``open_device=False`` to feed :meth:`_callback` yourself (tests, custom capture code).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        device: int | str | None = None,
+        *,
+        sample_rate: float | None = None,
+        channels: int = 1,
+        name: str = "live",
+        blocksize: int = 0,
+        on_event: UpdateCallback | None = None,
+        ring_seconds: float = 30.0,
+        record_scores: bool = False,
+        latency: str | float = "low",
+        open_device: bool = True,
+    ) -> None:
+        self.detector = detector
+        self.device = device
+        self._sd_stream: Any = None
+        if sample_rate is None:
+            if not open_device:
+                raise ValueError("sample_rate is required with open_device=False")
+            import sounddevice as sd
+
+            sample_rate = float(sd.query_devices(device, "input")["default_samplerate"])
+        self.sample_rate = float(sample_rate)
+        self.channels = int(channels)
+        self.on_event = on_event
+        self.stream = detector.stream(self.sample_rate, self.channels, name=name, record_scores=record_scores)
+        capacity = max(int(ring_seconds * self.sample_rate), 4096)
+        guard = min(max(blocksize, 8192), capacity // 4)
+        self.ring = RingBuffer(capacity, self.channels, guard=guard)
+        self.overflows = 0
+        self.latencies: deque[float] = deque(maxlen=10000)  # emission time − wall time of the onset, s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._read_pos = 0
+        self._gap_seen = 0
+        self._next_pos = 0  # producer: absolute frame of the next expected block
+        self._prev_adc = 0.0
+        self._prev_frames = 0
+        self._anchor: tuple[int, float] | None = None  # (frame position, wall time) of the newest block
+        self._tolerance = max(1, int(0.02 * self.sample_rate))
+        self._started = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.final_updates: list[Update] = []
+        if open_device:
+            import sounddevice as sd
+
+            self._sd_stream = sd.InputStream(
+                device=device,
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=blocksize,
+                latency=latency,
+                callback=self._callback,
+            )
+
+    # --- producer side (PortAudio thread) ----------------------------------------------------
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio callback: place the block on the timeline and copy it into the ring."""
+        now = time.time()
+        if status and getattr(status, "input_overflow", False):
+            self.overflows += 1
+        adc = float(getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0)
+        current = float(getattr(time_info, "currentTime", 0.0) or 0.0)
+        pos = self._next_pos
+        if adc > 0.0 and self._prev_adc > 0.0 and self._prev_frames:
+            elapsed = round((adc - self._prev_adc) * self.sample_rate)
+            gap = elapsed - self._prev_frames
+            if gap > max(self._prev_frames, self._tolerance):
+                pos += gap
+        block_wall = now - (current - adc) if adc > 0.0 and current > 0.0 else now - frames / self.sample_rate
+        self._anchor = (pos, block_wall)
+        self.ring.write(indata, at=pos)
+        self._next_pos = pos + frames
+        self._prev_adc = adc
+        self._prev_frames = frames
+
+    # --- consumer side (scheduler thread, stream lock held) ----------------------------------
+    def _drain(self) -> None:
+        end = self.ring.end
+        start = max(self._read_pos, end - self.ring.capacity)
+        if start > self._read_pos:  # overwritten before we could read it
+            self.stream._feed_lost(start - self._read_pos)
+        if end > start:
+            buf = np.empty((end - start, self.channels), np.float32)
+            zeroed = self.ring.read_into(buf, start)
+            self.stream._feed(buf)
+            self.stream.lost_samples += zeroed
+        gaps = self.ring.gap_frames - self._gap_seen  # zero-filled by the producer, fed above
+        self._gap_seen += gaps
+        self.stream.lost_samples += gaps
+        self._read_pos = end
+        anchor = self._anchor
+        if anchor is not None:
+            self.stream.wall_origin = anchor[1] - anchor[0] / self.sample_rate
+
+    def _deliver(self, updates: list[Update]) -> None:
+        now = time.time()
+        for u in updates:
+            if u.type == "onset" and u.wall_time is not None:
+                self.latencies.append(now - u.wall_time)
+            self._queue.put(u)
+            if self.on_event is not None:
+                self.on_event(u)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._queue.put(exc)
+
+    # --- public ------------------------------------------------------------------------------
+    def start(self) -> LiveStream:
+        """Start capturing (``with`` does it for you)."""
+        if not self._started:
+            self._started = True
+            self.detector._live_scheduler().add(self)
+            if self._sd_stream is not None:
+                self._sd_stream.start()
+        return self
+
+    def close(self) -> list[Update]:
+        """Stop capturing, evaluate the remaining audio, close open events; return the last updates."""
+        with self._close_lock:
+            if self._closed:
+                return []
+            self._closed = True
+            if self._sd_stream is not None:
+                self._sd_stream.stop()
+                self._sd_stream.close()
+            self.detector._live_scheduler().remove(self)
+            with self.stream._lock:
+                if not self.stream.closed:
+                    self._drain()
+                    final = self.stream.close()
+                else:
+                    final = []
+            self._deliver(final)
+            self.final_updates = final
+            self._queue.put(_DONE)
+            return final
+
+    def __enter__(self) -> LiveStream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, timeout: float | None = None) -> Update | None:
+        """Next update, waiting up to ``timeout`` seconds; None on timeout or after the end."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _DONE:
+            self._queue.put(_DONE)
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def __iter__(self) -> Iterator[Update]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                self._queue.put(_DONE)
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    @property
+    def lost_samples(self) -> int:
+        """Input frames lost so far (zero-filled on the timeline)."""
+        return self.stream.lost_samples
+
+    @property
+    def lag(self) -> float:
+        """Seconds of captured audio not yet evaluated (ring backlog plus stream backlog)."""
+        ring_backlog = (self.ring.end - self._read_pos) / self.sample_rate
+        return ring_backlog + self.stream._backlog_seconds()
+
+    def latency_percentiles(self, *qs: float) -> list[float]:
+        """Percentiles (0–100) of onset latency: emission time minus the onset's wall time."""
+        if not self.latencies:
+            return [float("nan")] * len(qs)
+        return [float(v) for v in np.percentile(np.asarray(self.latencies), qs or (50, 95))]
+
+    def stats(self) -> dict[str, Any]:
+        """The stream's counters plus overflows, lag and latency percentiles."""
+        stats = self.stream.stats()
+        p50, p95 = self.latency_percentiles(50, 95)
+        stats.update(overflows=self.overflows, lag_s=self.lag, latency_p50_s=p50, latency_p95_s=p95)
+        return stats
