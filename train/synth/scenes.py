@@ -82,7 +82,7 @@ class SceneConfig:
     merge_gap: float = 1.0
     min_label_duration: float = 0.05
     generator_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    procedural: bool = True
+    procedural: bool = True  # procedural foreground events and distractors (backgrounds stay procedural)
     clip_folders: tuple[str, ...] = ()
     clip_prob: float = 0.5
     background_folders: tuple[str, ...] = ()
@@ -236,7 +236,7 @@ def _colour(rng: np.random.Generator, config: SceneConfig, snd: Sound) -> tuple[
     if rng.random() < config.reverb_prob:
         rir = synthetic_rir(rng, sr, config.rt60, config.drr_db)
         x = apply_reverb(x, rir)
-        fx["rt60_max"] = round(len(rir) / sr, 3)
+        fx["rt60"] = round(len(rir) / sr, 3)
     return x, fx
 
 
@@ -261,6 +261,14 @@ def _place(
         if all(sum(1 for s, e in busy if s <= p < e) < config.max_polyphony for p in points):
             return t0
     return None
+
+
+def _params(config: SceneConfig, label: str) -> dict[str, Any]:
+    """Generator keyword arguments of ``label`` (the speech disk cache comes from the config)."""
+    params = dict(config.generator_params.get(label, {}))
+    if label == "speech" and config.speech_cache_dir:
+        params.setdefault("cache_dir", config.speech_cache_dir)
+    return params
 
 
 def _add(n: int, sr: int, x: np.ndarray, t0: float) -> np.ndarray:
@@ -315,11 +323,7 @@ def synthesize_scene(
     for _ in range(randint(rng, config.events) if fg_labels else 0):
         label = choose(rng, fg_labels)
         use_clip = label in clip_labels and (label not in procedural or rng.random() < config.clip_prob)
-        snd = (
-            clips.sample(label, rng)
-            if use_clip
-            else EVENT_GENERATORS[label](rng, sr, **config.generator_params.get(label, {}))
-        )
+        snd = clips.sample(label, rng) if use_clip else EVENT_GENERATORS[label](rng, sr, **_params(config, label))
         if not snd.segments:
             continue
         t0 = _place(rng, config, snd, busy)
@@ -349,8 +353,9 @@ def synthesize_scene(
         if keep_stems:
             fg_stems.append((label, placed, segs))
 
-    dis_sources = [("proc", k) for k in DISTRACTORS] + [("clip", k) for k in sorted(clip_labels - set(config.labels))]
-    for _ in range(randint(rng, config.distractors)):
+    dis_sources = [("proc", k) for k in DISTRACTORS] if config.procedural else []
+    dis_sources += [("clip", k) for k in sorted(clip_labels - set(config.labels))]
+    for _ in range(randint(rng, config.distractors) if dis_sources else 0):
         kind, name = choose(rng, dis_sources)
         snd = clips.sample(name, rng) if kind == "clip" else DISTRACTORS[name](rng, sr)
         if not snd.segments:
