@@ -315,6 +315,7 @@ class Stream:
         self.latest_clipwise = np.zeros(len(labels), np.float32)
         self._record: list[np.ndarray] | None = [] if record_scores else None
         self._warned_nonfinite = False
+        self._frame_limit: int | None = None
 
     # --- public ---------------------------------------------------------------------------
     def push(self, samples: np.ndarray) -> list[Update]:
@@ -342,9 +343,10 @@ class Stream:
             if self.closed:
                 return []
             self._append(self._resampler.flush())
+            self._frame_limit = -(-self._received // self._t.frame)  # frames past the end are not reported
             updates = run_due(self.detector._run, [self], self.detector.session.batch_limit, final=[self])[self]
-            _first, frames = self._stitcher.flush(self._received)
-            updates += self._frames(frames)
+            first, frames = self._stitcher.flush(self._received)
+            updates += self._frames(first, frames)
             updates += self._tracker.close(self._received / self._t.sample_rate)
             self.closed = True
             self._hist = np.zeros(0, np.float32)
@@ -492,12 +494,14 @@ class Stream:
         self.windows += len(ks)
         self.inference_seconds += seconds
         for i, k in enumerate(ks):
-            _, frames = self._stitcher.add(k, framewise[i])
-            updates += self._frames(frames)
+            first, frames = self._stitcher.add(k, framewise[i])
+            updates += self._frames(first, frames)
         self.latest_clipwise = clipwise[-1].copy()
         return updates
 
-    def _frames(self, frames: np.ndarray) -> list[Update]:
+    def _frames(self, first: int, frames: np.ndarray) -> list[Update]:
+        if self._frame_limit is not None:
+            frames = frames[: max(0, self._frame_limit - first)]
         if frames.shape[0] == 0:
             return []
         self.latest_scores = frames[-1].copy()

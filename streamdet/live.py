@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .detector import Detector, UpdateCallback
 
 _DONE = object()
+_wall_clock = time.time  # epoch seconds; a module attribute so tests can substitute a clock
 
 
 class LiveStream:
@@ -110,7 +111,7 @@ class LiveStream:
     # --- producer side (PortAudio thread) ----------------------------------------------------
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio callback: place the block on the timeline and copy it into the ring."""
-        now = time.time()
+        now = _wall_clock()
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
         adc = float(getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0)
@@ -148,7 +149,7 @@ class LiveStream:
             self.stream.wall_origin = anchor[1] - anchor[0] / self.sample_rate
 
     def _deliver(self, updates: list[Update]) -> None:
-        now = time.time()
+        now = _wall_clock()
         for u in updates:
             if u.type == "onset" and u.wall_time is not None:
                 self.latencies.append(now - u.wall_time)

@@ -74,8 +74,12 @@ def run_due(
 class LiveScheduler:
     """One thread serving every live source of a detector (see the module docstring)."""
 
-    def __init__(self, runner: Runner, batch_limit: int, hop_seconds: float, max_lag: float) -> None:
+    def __init__(
+        self, runner: Runner, batch_limit: int, hop_seconds: float, max_lag: float, autostart: bool = True
+    ) -> None:
+        """``autostart=False`` never starts the thread: call :meth:`cycle` yourself (tests, custom loops)."""
         self._runner = runner
+        self.autostart = autostart
         self._batch_limit = batch_limit
         self._poll = min(0.02, hop_seconds / 8)
         self.max_lag = max_lag
@@ -90,7 +94,7 @@ class LiveScheduler:
         """Start serving ``source`` (a LiveStream); starts the thread on first use."""
         with self._lock:
             self._sources.append(source)
-            if self._thread is None or not self._thread.is_alive():
+            if self.autostart and (self._thread is None or not self._thread.is_alive()):
                 self._stop = False
                 self._thread = threading.Thread(target=self._loop, name="streamdet-live", daemon=True)
                 self._thread.start()
