@@ -66,11 +66,15 @@ def rain(rng: np.random.Generator, sample_rate: int = DEFAULT_SAMPLE_RATE, durat
     drops = np.zeros(n)
     idx = rng.integers(0, n, k)
     np.add.at(drops, idx, rng.lognormal(0.0, 0.7, k) * rng.choice([-1.0, 1.0], k))
+    # each drop rings at its own pitch: split the drops over a few kernels with random resonances
     L = round(0.01 * sample_rate)
     t = np.arange(L) / sample_rate
-    f = uniform(rng, (1500.0, 4000.0))
-    kernel = np.exp(-t / 0.0015) * np.sin(2 * np.pi * f * t)
-    drops = signal.oaconvolve(drops, kernel)[:n]
+    group = rng.integers(0, 8, n)
+    out = np.zeros(n)
+    for g in range(8):
+        kernel = np.exp(-t / uniform(rng, (0.0008, 0.003))) * np.sin(2 * np.pi * log_uniform(rng, (800.0, 7000.0)) * t)
+        out += signal.oaconvolve(np.where(group == g, drops, 0.0), kernel)[:n]
+    drops = out
     drops = butter(drops, sample_rate, 400.0, "highpass", 2)
     mix = uniform(rng, (0.3, 1.0))
     return normalize(bed / (np.std(bed) + 1e-9) * mix + drops / (np.std(drops) + 1e-9))

@@ -101,7 +101,9 @@ def chords(rng: np.random.Generator, sample_rate: int = DEFAULT_SAMPLE_RATE) -> 
         for s in (0, 3 if minor else 4, 7, 12 * int(rng.integers(0, 2))):
             fr = root * 2 ** ((deg + s) / 12)
             y += harmonic_wave(2 * np.pi * fr * t + rng.uniform(0, 6.3), saw_amps(12, tilt), fr, sr)
-        env = np.exp(-t / uniform(rng, (0.3, 1.0))) if piano else np.minimum(1.0, t / 0.05)
+        env = np.minimum(1.0, t / (0.004 if piano else 0.05))
+        if piano:
+            env *= np.exp(-t / uniform(rng, (0.3, 1.0)))
         env *= np.minimum(1.0, (m - np.arange(m)) / (0.02 * sr))
         pieces.append(y * env)
     x = np.concatenate(pieces)
