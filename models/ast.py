@@ -112,9 +112,12 @@ def resize_pos_grid(
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (timm naming).
 
-    Uses ``F.scaled_dot_product_attention`` in eager PyTorch and the explicit ``softmax(q kᵀ · scale) v`` while an
-    ONNX export is running, so exported graphs contain only MatMul / Softmax.
+    Uses ``F.scaled_dot_product_attention`` in eager PyTorch (``fused_attn = True``) and the explicit
+    ``softmax(q kᵀ · scale) v`` (timm 0.4.5 order) when ``fused_attn`` is False or an ONNX export is running, so
+    exported graphs contain only MatMul / Softmax.
     """
+
+    fused_attn = True
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -127,7 +130,7 @@ class Attention(nn.Module):
         N, C = x.shape[1], x.shape[2]
         qkv = self.qkv(x).reshape(-1, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        if not self.fused_attn or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
             attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
             x = attn @ v
         else:
