@@ -22,7 +22,7 @@ from torch import nn
 
 from .frontends import KaldiFbankFrontend
 from .htsat import _resolve_labels
-from .layers import Mlp, ModelOutput
+from .layers import DropPath, Mlp, ModelOutput
 
 __all__ = ["AST", "ASTConfig", "ASTTokenSemantic", "resize_pos_grid"]
 
@@ -55,7 +55,7 @@ class ASTConfig:
     qkv_bias: bool = True
     block_eps: float = 1e-6  # timm ViT LayerNorms (transformers: config.layer_norm_eps everywhere)
     head_eps: float = 1e-5  # official mlp_head LayerNorm
-    drop_path_rate: float = 0.0
+    drop_path_rate: float = 0.0  # training only (the official recipe uses none)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -141,16 +141,19 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm ViT block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, eps: float = 1e-6) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_dim: int, qkv_bias: bool = True, eps: float = 1e-6, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, qkv_bias)
+        self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, mlp_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -195,13 +198,13 @@ class AST(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + 2, D))
+        rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(
-            Block(D, config.num_heads, config.mlp_dim, config.qkv_bias, config.block_eps) for _ in range(config.depth)
+            Block(D, config.num_heads, config.mlp_dim, config.qkv_bias, config.block_eps, rate) for rate in rates
         )
         self.norm = nn.LayerNorm(D, eps=config.block_eps)
         self._build_head()
         self._init_weights()
-        self.eval()
 
     def _build_head(self) -> None:
         self.mlp_head = nn.Sequential(

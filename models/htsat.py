@@ -92,7 +92,10 @@ class HTSATConfig:
 
 
 class HTSAT(nn.Module):
-    """HTS-AT with the official architecture; ``forward(waveform [B, N]) -> ModelOutput``."""
+    """HTS-AT with the official architecture; ``forward(waveform [B, N]) -> ModelOutput``.
+
+    Built in training mode like any ``nn.Module`` (``load_checkpoint`` returns models in eval mode).
+    """
 
     model_type = "htsat"
     output_activation = "sigmoid"
@@ -132,7 +135,6 @@ class HTSAT(nn.Module):
         freq_bins = config.final_grid[0] // config.freq_ratio
         self.tscam_conv = nn.Conv2d(config.num_features, config.num_classes, kernel_size=(freq_bins, 3), padding=(0, 1))
         self.apply(_init_weights)
-        self.eval()
 
     # ----------------------------------------------------------------------------------------------------- contract
     @property

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Mlp", "ModelOutput", "bicubic_resize_indices", "resize_time_bicubic"]
+__all__ = ["DropPath", "Mlp", "ModelOutput", "bicubic_resize_indices", "resize_time_bicubic"]
 
 
 class ModelOutput(NamedTuple):
@@ -37,6 +37,21 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity in eval mode or with ``p == 0``)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
 
 
 def _cubic_weights(t: np.ndarray, a: np.float32) -> list[np.ndarray]:

@@ -132,7 +132,7 @@ def test_transformers_reference_model_agrees_when_installed(hf: AST, hf_io) -> N
 @pytest.mark.parametrize("cls", [AST, ASTTokenSemantic])
 def test_batch_of_three_equals_three_single_runs(cls: type[AST], hf_io) -> None:
     torch.manual_seed(0)
-    model = cls(ASTConfig(num_classes=4, embed_dim=32, depth=2, num_heads=2, mlp_dim=64))
+    model = cls(ASTConfig(num_classes=4, embed_dim=32, depth=2, num_heads=2, mlp_dim=64)).eval()
     rng = np.random.default_rng(1)
     waves = np.stack([hf_io["wave_10s"], hf_io["wave_10s"][::-1], 0.1 * rng.standard_normal(163840)])
     waves = torch.from_numpy(waves.astype(np.float32))
@@ -146,7 +146,7 @@ def test_batch_of_three_equals_three_single_runs(cls: type[AST], hf_io) -> None:
 
 def test_token_semantic_variant_outputs_frame_maps() -> None:
     torch.manual_seed(0)
-    model = ASTTokenSemantic(ASTConfig(num_classes=3, embed_dim=32, depth=1, num_heads=2, mlp_dim=64))
+    model = ASTTokenSemantic(ASTConfig(num_classes=3, embed_dim=32, depth=1, num_heads=2, mlp_dim=64)).eval()
     assert model.model_type == "ast_tscam"
     assert model.tscam_conv.kernel_size == (12, 3) and not hasattr(model, "mlp_head")
     with torch.no_grad():

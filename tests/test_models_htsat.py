@@ -162,3 +162,14 @@ def test_swin_helpers() -> None:
     mask = shifted_window_mask(16, 16, 8, 4)
     assert mask.shape == (4, 64, 64)
     assert not mask[0].any() and set(mask.unique().tolist()) == {-100.0, 0.0}
+
+
+def test_fresh_models_train_and_backpropagate() -> None:
+    torch.manual_seed(0)
+    model = HTSAT(HTSATConfig(num_classes=3, embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)))
+    assert model.training
+    out = model(0.1 * torch.randn(2, 64000))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, torch.ones(2, 3))
+    loss.backward()
+    assert model.tscam_conv.weight.grad is not None and model.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.bn0.num_batches_tracked.item() == 1

@@ -44,6 +44,7 @@ def test_ast_from_deit_follows_the_official_adaptation(tmp_path: Path) -> None:
     path = tmp_path / "deit_tiny.pth"
     torch.save({"model": deit}, path)  # the layout of Facebook's DeiT release
     model = ast_from_deit(path, ASTConfig(num_classes=7))
+    assert model.training  # ready to train; switched to eval below for a deterministic forward
     c = model.config
     assert (c.embed_dim, c.depth, c.num_heads, c.mlp_dim, c.num_classes) == (192, 2, 3, 768, 7)
     # RGB patch kernel summed to one channel, stride (10, 10)
@@ -59,7 +60,7 @@ def test_ast_from_deit_follows_the_official_adaptation(tmp_path: Path) -> None:
     assert sorted(report["dropped"]) == ["head.bias", "head.weight", "head_dist.bias", "head_dist.weight"]
     assert report["initialised"] == ["mlp_head.0.bias", "mlp_head.0.weight", "mlp_head.1.bias", "mlp_head.1.weight"]
     with torch.no_grad():
-        out = model(0.1 * torch.randn(2, 163840))
+        out = model.eval()(0.1 * torch.randn(2, 163840))
     assert out.clipwise.shape == (2, 7) and torch.isfinite(out.logits).all()
 
 
@@ -118,7 +119,7 @@ def test_htsat_from_swin_averages_the_patch_kernel_and_drops_the_head(tmp_path: 
     assert "head.weight" in report["dropped"]
     assert {"tscam_conv.weight", "bn0.running_mean", "bn0.weight"} <= set(report["initialised"])
     with torch.no_grad():
-        assert model(0.1 * torch.randn(1, 320000)).framewise.shape == (1, 32, 4)
+        assert model.eval()(0.1 * torch.randn(1, 320000)).framewise.shape == (1, 32, 4)
 
 
 def test_htsat_from_swin_reads_timm_names_and_resizes_window_7_tables() -> None:
