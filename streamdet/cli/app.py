@@ -36,3 +36,6 @@ def _root(
 from . import eval_cmd  # noqa: E402
 
 app.command("eval")(eval_cmd.eval_command)
+from . import file_cmd  # noqa: E402
+
+app.command("file")(file_cmd.file_command)

@@ -1,0 +1,135 @@
+"""Helpers shared by ``streamdet file``, ``listen``, ``devices`` and ``models``: errors, model and threshold
+options, loading a Detector with clear messages, importing sounddevice. Nothing heavy at import time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from ..detector import Detector
+
+PORTAUDIO_HINT = (
+    "PortAudio is not installed, so no audio device can be opened. Install it with "
+    "`apt-get install libportaudio2` (Debian/Ubuntu), `dnf install portaudio` (Fedora) or "
+    "`brew install portaudio` (macOS), then try again."
+)
+
+MODEL_HELP = "ONNX model: a path, or the name of a bundled model (see `streamdet models`). Default: the bundled one."
+THRESHOLD_HELP = "Detection threshold for every class: ON, or ON,OFF (hysteresis). Default: the model's."
+THRESHOLDS_HELP = 'Per-class thresholds, a JSON file {"label": ON or [ON, OFF], ...}; other classes keep theirs.'
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def resolve_model(model: str | None) -> Path | None:
+    """None (bundled default), an existing path, or the bundled model of that name (``alerts``)."""
+    if model is None:
+        return None
+    path = Path(model)
+    if path.exists() or path.suffix:
+        return path
+    from ..session import BUNDLED_DIR
+
+    bundled = BUNDLED_DIR / f"{model}.onnx"
+    return bundled if bundled.is_file() else path
+
+
+def bundled_models() -> list[Path]:
+    from ..session import BUNDLED_DIR
+
+    return sorted(BUNDLED_DIR.glob("*.onnx")) if BUNDLED_DIR.is_dir() else []
+
+
+def parse_thresholds(threshold: str | None, thresholds_file: Path | None) -> Any:
+    """The Detector ``thresholds`` argument from ``--threshold`` / ``--thresholds`` (exit 2 when malformed)."""
+    if threshold is not None and thresholds_file is not None:
+        fail("give either --threshold or --thresholds, not both", 2)
+    if threshold is not None:
+        try:
+            values = [float(v) for v in threshold.split(",")]
+        except ValueError:
+            fail(f"--threshold: expected ON or ON,OFF (numbers in [0, 1]), got {threshold!r}", 2)
+        if len(values) not in (1, 2):
+            fail(f"--threshold: expected ON or ON,OFF, got {threshold!r}", 2)
+        return values[0] if len(values) == 1 else tuple(values)
+    if thresholds_file is not None:
+        if not thresholds_file.is_file():
+            fail(f"--thresholds: {thresholds_file}: no such file", 2)
+        try:
+            data = json.loads(thresholds_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            fail(f"--thresholds: {thresholds_file}: not valid JSON ({exc})", 2)
+        if not isinstance(data, dict):
+            fail(f'--thresholds: {thresholds_file}: expected a JSON object {{"label": ON or [ON, OFF]}}', 2)
+        return data
+    return None
+
+
+def load_detector(
+    model: str | None, device: str, hop: float, lookahead: float, thresholds: Any, **kwargs: Any
+) -> Detector:
+    """A Detector, or exit 2 with a message naming the problem (model file, metadata, device, settings)."""
+    from ..model_metadata import ModelMetadataError
+    from ..session import ModelLoadError
+
+    if hop <= 0:
+        fail(f"--hop must be positive, got {hop}", 2)
+    if lookahead < 0:
+        fail(f"--lookahead must be >= 0, got {lookahead}", 2)
+    path = resolve_model(model)
+    try:
+        from ..detector import Detector
+    except ImportError as exc:  # onnxruntime missing
+        fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 2)
+    try:
+        return Detector(path, device=device, hop=hop, lookahead=lookahead, thresholds=thresholds, **kwargs)
+    except ModelLoadError as exc:
+        names = [p.stem for p in bundled_models()]
+        hint = f" (bundled models: {', '.join(names)})" if names and model is not None else ""
+        fail(f"{exc}{hint}", 2)
+    except ModelMetadataError as exc:
+        fail(f"{path}: not a streamdet model: {exc}", 2)
+    except ValueError as exc:  # bad device, thresholds, hop/lookahead settings
+        fail(str(exc), 2)
+
+
+def model_line(det: Detector) -> str:
+    """One line describing the loaded model and settings (for stderr)."""
+    meta = det.metadata
+    return (
+        f"model {det.session.path.name}: {meta.num_classes} classes ({', '.join(meta.labels)}), "
+        f"{meta.sample_rate} Hz, window {meta.window_seconds:g} s; hop {det.hop:g} s, lookahead {det.lookahead:g} s; "
+        f"{det.provider.replace('ExecutionProvider', '')}"
+    )
+
+
+def import_sounddevice() -> Any:
+    """Import sounddevice, or exit 1 saying how to install PortAudio when its library is missing."""
+    try:
+        import sounddevice
+    except OSError:  # sounddevice raises OSError("PortAudio library not found")
+        fail(PORTAUDIO_HINT, 1)
+    except ImportError:
+        fail("the sounddevice package is missing: `pip install sounddevice` (and PortAudio: "
+             "`apt-get install libportaudio2`)", 1)
+    return sounddevice
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

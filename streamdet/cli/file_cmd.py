@@ -1,0 +1,207 @@
+"""``streamdet file PATH...``: detect events in audio files and folders.
+
+Results go to stdout (or ``--output``) in the chosen format, file by file as each finishes; everything
+else (model line, progress bars, per-file errors, the summary) goes to stderr, so the output pipes cleanly.
+A file that cannot be used (corrupt, unsupported, empty, missing) is reported with its name and reason
+and the others still run; the exit code is then 1. Usage errors exit 2, Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import IO, Any
+
+import typer
+
+from .common import MODEL_HELP, THRESHOLD_HELP, THRESHOLDS_HELP, fail, load_detector, model_line, parse_thresholds
+from .output import FORMATS, SUFFIX_FORMATS, make_writer
+
+# What a folder is searched for (recursively). Files named explicitly are tried whatever their extension.
+AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                              ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc"))
+PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a terminal
+
+
+def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand folders (recursively, audio extensions, sorted); return ``(files, problems)``."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not found:
+                problems.append((str(path), f"folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
+            files.extend(found)
+        elif path.is_file() and path.stat().st_size == 0:
+            problems.append((str(path), "empty file (0 bytes)"))
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append((str(path), "no such file or directory"))
+    unique = list(dict.fromkeys(files))
+    return unique, problems
+
+
+def _plot_name(audio: Path, used: set[str]) -> str:
+    stem = audio.stem or "audio"
+    name, i = f"{stem}.png", 2
+    while name in used:
+        name, i = f"{stem}_{i}.png", i + 1
+    used.add(name)
+    return name
+
+
+def file_command(
+    paths: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively).",
+                                       show_default=False),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
+    hop: float = typer.Option(0.5, help="Seconds between window evaluations."),
+    lookahead: float = typer.Option(0.0, help="Seconds of later windows averaged into each frame "
+                                              "(more accurate, later onsets)."),
+    threshold: str | None = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP, show_default=False),
+    thresholds: Path | None = typer.Option(None, "--thresholds", help=THRESHOLDS_HELP, show_default=False),
+    median_filter: float = typer.Option(0.0, help="Median filter width over the score track, seconds (0: off)."),
+    min_duration: float = typer.Option(0.0, help="Drop events shorter than this, seconds."),
+    min_gap: float = typer.Option(0.0, help="Merge events of a class separated by less than this, seconds."),
+    output_format: str | None = typer.Option(
+        None, "--format", "-f", help="table, jsonl, csv or tsv (DCASE). Default: table on a terminal, "
+                                     "else from the --output extension, else jsonl.", show_default=False),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the results to this file instead of "
+                                                                   "stdout.", show_default=False),
+    plot: Path | None = typer.Option(None, "--plot", help="Write one PNG per file into this folder: spectrogram, "
+                                                          "class scores, events (needs the `plot` extra).",
+                                     show_default=False),
+    device: str = typer.Option("auto", "--device", "-d", help="Inference device: auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Detect sound events in audio files and folders.
+
+    Results go to stdout (or --output); progress and messages to stderr. Exit 0 when every file was
+    processed, 1 when some could not be (each is reported), 2 on usage errors, 130 on Ctrl-C."""
+    if output_format is None:
+        if output is not None:
+            output_format = SUFFIX_FORMATS.get(output.suffix.lower(), "jsonl")
+        else:
+            output_format = "table" if sys.stdout.isatty() else "jsonl"
+    output_format = output_format.lower()
+    if output_format not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}", 2)
+    if plot is not None:
+        from .plotting import PlotUnavailableError, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except PlotUnavailableError as exc:
+            fail(str(exc), 2)
+        if plot.exists() and not plot.is_dir():
+            fail(f"--plot {plot}: exists and is not a folder", 2)
+    spec = parse_thresholds(threshold, thresholds)
+    for name, value in (("--median-filter", median_filter), ("--min-duration", min_duration),
+                        ("--min-gap", min_gap)):
+        if value < 0:
+            fail(f"{name} must be >= 0, got {value}", 2)
+    files, problems = collect_inputs(paths)
+    det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,
+                        min_duration=min_duration, min_gap=min_gap)
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    err.print(model_line(det), markup=False, soft_wrap=True)
+    for name, reason in problems:
+        typer.echo(f"error: {name}: {reason}", err=True)
+    failed = len(problems)
+    n_events = 0
+    done = 0
+    t0 = time.perf_counter()
+    if output is not None:
+        try:
+            out: IO[str] = output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            fail(f"--output {output}: {exc.strerror or exc}", 2)
+    else:
+        out = sys.stdout
+    writer = make_writer(output_format, out, color=output is None and output_format == "table" and
+                         sys.stdout.isatty())
+    used_png: set[str] = set()
+    try:
+        for path in files:
+            ok = _process(det, path, writer, err, plot, used_png)
+            if ok is None:
+                failed += 1
+            else:
+                done += 1
+                n_events += ok
+        writer.finish()
+    except KeyboardInterrupt:
+        writer.finish()
+        typer.echo(f"interrupted after {done} of {len(files)} file(s)", err=True)
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `streamdet file ... | head`: the reader went away; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    finally:
+        if output is not None:
+            out.close()
+    elapsed = time.perf_counter() - t0
+    summary = f"{done} file(s), {n_events} event(s) in {elapsed:.1f} s"
+    if output is not None:
+        summary += f"; results in {output}"
+    if failed:
+        summary += f"; {failed} input(s) failed"
+    typer.echo(summary, err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _process(det: Any, path: Path, writer: Any, err: Any, plot: Path | None, used_png: set[str]) -> int | None:
+    """Run one file; write its events; return the event count, or None when it failed (reported)."""
+    from ..audio_io import AudioFileError
+
+    name = str(path)
+    progress_ctx: Any = nullcontext()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = det.open_file(path, name=name, record_scores=plot is not None)
+            if err.is_terminal and run.duration >= PROGRESS_MIN_SECONDS:
+                from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+                progress_ctx = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                        TimeRemainingColumn(), console=err, transient=True)
+            with progress_ctx as progress:
+                if progress is not None:
+                    task = progress.add_task(path.name, total=run.duration)
+
+                    def callback(done: float, total: float) -> None:
+                        progress.update(task, completed=done)
+
+                    run.progress = callback
+                run.run()
+        for w in caught:
+            typer.echo(f"warning: {w.message}", err=True)
+    except AudioFileError as exc:
+        typer.echo(f"error: {exc.path}: {exc.reason}", err=True)
+        return None
+    except (OSError, ValueError, RuntimeError) as exc:  # anything else about this one input
+        typer.echo(f"error: {name}: {exc}", err=True)
+        return None
+    events = sorted(run.events, key=lambda e: (e.onset, e.offset, e.label))
+    writer.add(name, events, run.duration)
+    if plot is not None:
+        from .plotting import plot_file
+
+        png = plot / _plot_name(path, used_png)
+        track = run.stream.score_track()
+        try:
+            plot_file(png, path, det.labels, track.scores, track.frame_seconds, events, run.duration,
+                      det.thresholds, title=f"{name}  —  {det.session.path.name}, hop {det.hop:g} s")
+        except Exception as exc:  # a plot problem must not lose the results
+            typer.echo(f"error: {name}: plot failed ({type(exc).__name__}: {exc})", err=True)
+            return None
+        typer.echo(f"plot: {png}", err=True)
+    return len(events)
