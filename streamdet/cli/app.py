@@ -39,3 +39,10 @@ app.command("eval")(eval_cmd.eval_command)
 from . import file_cmd  # noqa: E402
 
 app.command("file")(file_cmd.file_command)
+from . import listen_cmd  # noqa: E402
+
+app.command("listen")(listen_cmd.listen_command)
+from . import devices_cmd, models_cmd  # noqa: E402
+
+app.command("devices")(devices_cmd.devices_command)
+app.add_typer(models_cmd.app, name="models")

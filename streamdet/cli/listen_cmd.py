@@ -1,0 +1,352 @@
+"""``streamdet listen``: detect events live on an input device.
+
+The device is opened at its native rate through sounddevice (``Detector.listen``) and resampled to the
+model rate. On a terminal a rich live view shows per-class meters (latest scores against the on
+threshold), recent events with their times, the input level, the lost-audio counter and the latency;
+with ``--format jsonl``, or when stdout is not a terminal, every update is one JSON line (DESIGN.md §4:
+``type, label, onset, offset, confidence, stream, wall_time``).
+
+Ending: ``--duration`` seconds (exit 0), Ctrl-C (open events are closed and printed, exit 130), or the
+device stops delivering audio (vanished: open events closed and printed, exit 1). A missing device
+exits 2, a busy one or a missing PortAudio exits 1. A second Ctrl-C while closing exits at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .common import (
+    MODEL_HELP,
+    THRESHOLD_HELP,
+    THRESHOLDS_HELP,
+    fail,
+    import_sounddevice,
+    load_detector,
+    model_line,
+    parse_thresholds,
+    stdout_is_terminal,
+)
+
+STALL_SECONDS = 3.0  # no audio from the device for this long (after the first block): it vanished
+START_SECONDS = 10.0  # no first block within this long: the device delivers nothing (some take ~2 s to start)
+LEVEL_SECONDS = 0.1  # input level: RMS/peak of the newest 100 ms
+RECENT_EVENTS = 8
+
+
+class DeviceStoppedError(RuntimeError):
+    """The input device stopped delivering audio."""
+
+
+def _device_arg(device: str | None) -> int | str | None:
+    if device is None or device == "":
+        return None
+    return int(device) if device.strip().lstrip("-").isdigit() else device
+
+
+def _open(det: Any, device: int | str | None, sample_rate: float | None) -> Any:
+    """Open and start the live input, mapping device problems to clear errors (exit 2 missing, 1 otherwise)."""
+    sd = import_sounddevice()
+    shown = "the default input device" if device is None else f"input device {device!r}"
+    try:
+        live = det.listen(device, sample_rate=sample_rate, name="live" if device is None else str(device))
+        live.start()
+        return live
+    except ValueError as exc:  # sounddevice: no device matching / not an input device
+        fail(f"{shown}: {exc} (see `streamdet devices`)", 2)
+    except sd.PortAudioError as exc:
+        text = str(exc)
+        if "-9996" in text or "Invalid device" in text or "Error querying device" in text:
+            fail(f"{shown}: no such device ({text}; see `streamdet devices`)", 2)
+        if "-9985" in text or "unavailable" in text.lower() or "busy" in text.lower():
+            fail(f"{shown} is busy or unavailable ({text}); close the program using it and try again", 1)
+        fail(f"cannot open {shown}: {text}", 1)
+    except OSError as exc:
+        fail(f"cannot open {shown}: {exc}", 1)
+
+
+def _level_db(live: Any) -> tuple[float, float]:
+    """(RMS, peak) in dBFS of the newest audio in the live stream's ring buffer."""
+    import numpy as np
+
+    ring = live.ring
+    n = min(int(LEVEL_SECONDS * live.sample_rate), ring.end, ring.capacity // 2)
+    if n <= 0:
+        return -math.inf, -math.inf
+    buf = np.empty((n, ring.channels), np.float32)
+    ring.read_into(buf, ring.end - n)
+    rms = float(np.sqrt(np.mean(np.square(buf, dtype=np.float64))))
+    peak = float(np.max(np.abs(buf)))
+    return (20 * math.log10(rms) if rms > 0 else -math.inf), (20 * math.log10(peak) if peak > 0 else -math.inf)
+
+
+def _clock(wall: float | None) -> str:
+    if wall is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int((wall % 1) * 10)}"
+
+
+class LiveView:
+    """The rich renderable of the terminal view (rebuilt on every refresh)."""
+
+    def __init__(self, det: Any, live: Any, device_label: str) -> None:
+        self.det = det
+        self.live = live
+        self.device_label = device_label
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.t0 = time.monotonic()
+        self.n_events = 0
+
+    def add(self, update: Any) -> None:
+        if update.type == "onset":
+            self.n_events += 1
+            self.recent.appendleft({"label": update.label, "onset": update.onset, "offset": None,
+                                    "confidence": update.confidence, "wall": update.wall_time})
+            return
+        for item in self.recent:
+            if item["label"] == update.label and abs(item["onset"] - update.onset) < 1e-9:
+                item.update(offset=update.offset, confidence=update.confidence)
+                return
+        self.n_events += 1  # an offset whose onset scrolled away (or was never seen)
+        self.recent.appendleft({"label": update.label, "onset": update.onset, "offset": update.offset,
+                                "confidence": update.confidence, "wall": update.wall_time})
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        det, live = self.det, self.live
+        scores = live.stream.latest_scores
+        meters = Table.grid(padding=(0, 1))
+        meters.add_column(justify="right")
+        meters.add_column()
+        meters.add_column(justify="right")
+        width = 40
+        for i, label in enumerate(det.labels):
+            value = float(scores[i]) if i < len(scores) else 0.0
+            on = det.thresholds[label][0]
+            filled = round(value * width)
+            mark = min(width - 1, round(on * width))
+            bar = Text()
+            style = "bold green" if value >= on else "cyan"
+            for j in range(width):
+                if j == mark:
+                    bar.append("│", style="red" if j >= filled else "bold red")
+                elif j < filled:
+                    bar.append("█", style=style)
+                else:
+                    bar.append("·", style="dim")
+            meters.add_row(label, bar, f"{value:.2f}")
+
+        events = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        for col, justify in (("time", "left"), ("label", "left"), ("onset s", "right"), ("duration", "right"),
+                             ("conf", "right")):
+            events.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for item in self.recent:
+            open_ = item["offset"] is None
+            duration = (live.stream.position - item["onset"]) if open_ else item["offset"] - item["onset"]
+            events.add_row(_clock(item["wall"]), Text(item["label"], style="bold green" if open_ else ""),
+                           f"{item['onset']:.2f}", f"{duration:.1f}" + (" …" if open_ else ""),
+                           f"{item['confidence']:.2f}")
+        if not self.recent:
+            events.add_row("", Text("(no events yet)", style="dim"), "", "", "")
+
+        rms, peak = _level_db(live)
+        stats = live.stats()
+        last = live.latencies[-1] if live.latencies else float("nan")
+        lat = "-" if math.isnan(last) else f"{last:.2f} s (p95 {stats['latency_p95_s']:.2f} s)"
+        lost = stats["lost_s"]
+        status = Text()
+        status.append(f"input {rms:6.1f} dBFS (peak {peak:6.1f})   ", style="red" if peak > -0.5 else "")
+        status.append(f"lost {lost:.2f} s, {live.overflows} overflow(s)   ", style="yellow" if lost else "")
+        status.append(f"latency {lat}   backlog {stats['lag_s']:.2f} s")
+        if stats["skipped_s"]:
+            status.append(f"   skipped {stats['skipped_s']:.1f} s", style="yellow")
+        elapsed = time.monotonic() - self.t0
+        title = (f"streamdet listen · {self.device_label} @ {live.sample_rate:g} Hz · "
+                 f"{det.session.path.name} · {elapsed:.0f} s · {self.n_events} event(s)")
+        return Panel(Group(meters, Text(""), events, Text(""), status), title=title, title_align="left",
+                     subtitle="Ctrl-C to stop", subtitle_align="right")
+
+
+def listen_command(
+    device: str | None = typer.Option(None, "--device", "-d", help="Input device: index or (part of a) name; "
+                                                                  "see `streamdet devices`. Default: the system's.",
+                                      show_default=False),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (default: run "
+                                                                    "until Ctrl-C).", show_default=False),
+    output_format: str | None = typer.Option(None, "--format", "-f", help="live (a terminal view) or jsonl (one "
+                                                                          "JSON line per onset/offset). Default: "
+                                                                          "live on a terminal, else jsonl.",
+                                             show_default=False),
+    hop: float = typer.Option(0.5, help="Seconds between window evaluations (sets the latency)."),
+    lookahead: float = typer.Option(0.0, help="Seconds of later windows averaged into each frame "
+                                              "(more accurate, later onsets)."),
+    threshold: str | None = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP, show_default=False),
+    thresholds: Path | None = typer.Option(None, "--thresholds", help=THRESHOLDS_HELP, show_default=False),
+    sample_rate: float | None = typer.Option(None, "--sample-rate", help="Open the device at this rate instead of "
+                                                                         "its default.", show_default=False),
+    compute: str = typer.Option("auto", "--compute", help="Inference device: auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Detect sound events live on an audio input device.
+
+    Exit 0 after --duration, 130 on Ctrl-C (open events are closed and printed first), 1 when the device
+    is busy or stops delivering audio, 2 on usage errors (unknown device, bad options)."""
+    if output_format is None:
+        output_format = "live" if stdout_is_terminal() else "jsonl"
+    output_format = output_format.lower()
+    if output_format not in ("live", "jsonl"):
+        fail(f"--format must be live or jsonl, not {output_format!r}", 2)
+    if output_format == "live" and not stdout_is_terminal():
+        output_format = "jsonl"  # the live view needs a terminal
+    if duration is not None and not duration > 0:
+        fail(f"--duration must be positive, got {duration}", 2)
+    if sample_rate is not None and not sample_rate > 0:
+        fail(f"--sample-rate must be positive, got {sample_rate}", 2)
+    spec = parse_thresholds(threshold, thresholds)
+    det = load_detector(model, compute, hop, lookahead, spec)
+    dev = _device_arg(device)
+    live = _open(det, dev, sample_rate)
+    device_label = "default input" if dev is None else str(dev)
+    typer.echo(model_line(det), err=True)
+    code = _wait_for_audio(live, device_label)
+    if code is None:
+        typer.echo(f"listening on {device_label} at {live.sample_rate:g} Hz"
+                   f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)", err=True)
+        code = _run(det, live, output_format, duration, device_label)
+    raise typer.Exit(code)
+
+
+def _wait_for_audio(live: Any, device_label: str) -> int | None:
+    """Wait until the device delivers its first block (some hosts take a second or two to start);
+    None when audio flows, else the exit code (after closing)."""
+    deadline = time.monotonic() + START_SECONDS
+    try:
+        while live.ring.end == 0:
+            if time.monotonic() > deadline:
+                live.close()
+                live.detector.close()
+                typer.echo(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s", err=True)
+                return 1
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        live.close()
+        live.detector.close()
+        typer.echo("interrupted", err=True)
+        return 130
+    return None
+
+
+def _run(det: Any, live: Any, output_format: str, duration: float | None, device_label: str) -> int:
+    """The listening loop; returns the exit code. Every update is emitted exactly once."""
+    from rich.console import Console
+
+    view = LiveView(det, live, device_label) if output_format == "live" else None
+    console = Console()
+    all_events: list[Any] = []
+
+    def emit(update: Any) -> None:
+        if update.type == "offset":
+            all_events.append(update)
+        if view is not None:
+            view.add(update)
+        else:
+            sys.stdout.write(json.dumps(update.to_dict()) + "\n")
+            sys.stdout.flush()
+
+    def drain() -> None:
+        while (u := live.get(timeout=0)) is not None:
+            emit(u)
+
+    code, reason = 0, None
+    start = time.monotonic()
+    last_end, last_progress = live.ring.end, start
+    display: Any = None
+    try:
+        if view is not None:
+            from rich.live import Live
+
+            display = Live(view.render(), console=console, refresh_per_second=10, transient=False)
+            display.start()
+        while True:
+            update = live.get(timeout=0.1)
+            if update is not None:
+                emit(update)
+                drain()
+            now = time.monotonic()
+            if display is not None:
+                display.update(view.render())
+            if duration is not None and now - start >= duration:
+                break
+            end = live.ring.end
+            if end != last_end:
+                last_end, last_progress = end, now
+            sd_stream = live._sd_stream
+            waited = now - last_progress
+            if sd_stream is not None and not sd_stream.active and not live._closed:
+                raise DeviceStoppedError("the input stream stopped (device disconnected?)")
+            if waited > STALL_SECONDS:
+                raise DeviceStoppedError(f"no audio from the device for {waited:.1f} s (disconnected or vanished?)")
+    except KeyboardInterrupt:
+        code, reason = 130, "interrupted"
+    except DeviceStoppedError as exc:
+        code, reason = 1, str(exc)
+    except Exception as exc:  # an inference error reported by the scheduler thread
+        code, reason = 1, f"{type(exc).__name__}: {exc}"
+    # Close: a second Ctrl-C while closing exits at once.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    try:
+        final = live.close()
+        drain()
+        det.close()
+    finally:
+        if display is not None:
+            display.update(view.render())
+            display.stop()
+    closed_at_stop = [u for u in final if u.type == "offset"]
+    if view is not None:
+        _print_summary(console, all_events, closed_at_stop)
+    stats = live.stats()
+    typer.echo(
+        f"listened {live.stream.position:.1f} s: {len(all_events)} event(s); lost {stats['lost_s']:.2f} s "
+        f"({live.overflows} overflow(s)); latency p50 {stats['latency_p50_s']:.2f} s, p95 "
+        f"{stats['latency_p95_s']:.2f} s",
+        err=True,
+    )
+    if closed_at_stop:
+        typer.echo(f"{len(closed_at_stop)} open event(s) closed at the stop: "
+                   + ", ".join(f"{u.label} {u.onset:.2f}-{u.offset:.2f} s" for u in closed_at_stop), err=True)
+    if code == 1:
+        typer.echo(f"error: {device_label}: {reason}", err=True)
+    elif code == 130:
+        typer.echo("interrupted", err=True)
+    return code
+
+
+def _print_summary(console: Any, events: list[Any], closed_at_stop: list[Any]) -> None:
+    from rich.table import Table
+
+    if not events:
+        console.print("no events")
+        return
+    table = Table(title="events", title_justify="left")
+    for col, justify in (("time", "left"), ("label", "left"), ("onset s", "right"), ("offset s", "right"),
+                         ("conf", "right"), ("", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    stopped = {(u.label, u.onset) for u in closed_at_stop}
+    for u in sorted(events, key=lambda u: u.onset):
+        table.add_row(_clock(u.wall_time), u.label, f"{u.onset:.2f}", f"{u.offset:.2f}", f"{u.confidence:.2f}",
+                      "closed at stop" if (u.label, u.onset) in stopped else "")
+    console.print(table)

@@ -1,0 +1,230 @@
+"""``streamdet models [list|show MODEL]``: the bundled models, and what an exported model file says about itself.
+
+Everything is read with ONNX Runtime (``InferenceSession.get_modelmeta()`` and the graph's inputs and
+outputs), so this stays torch-free. :func:`model_info` gathers all of it in one place; ``show`` renders it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .common import bundled_models, fail, resolve_model
+
+app = typer.Typer(
+    help="List the bundled models, or show what a model file contains (labels, rates, thresholds, shapes, "
+         "provenance).",
+    no_args_is_help=False,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def model_info(path: str | Path) -> dict[str, Any]:
+    """Everything ``streamdet models show`` reports about an ONNX model file, as a JSON-ready dict.
+
+    Keys: path, file_bytes, sha256, valid (bool), error (why not, else None), producer, graph, the raw
+    ``metadata`` props, the parsed fields (model_type, labels, sample_rate, window_samples, window_seconds,
+    step_seconds, steps_per_window, output_activation, precision, thresholds (model's, or the runtime
+    defaults marked ``thresholds_source``), frontend, provenance) and ``inputs``/``outputs`` with shapes.
+    Raises OSError / RuntimeError when the file is not a loadable ONNX model.
+    """
+    import onnxruntime as ort
+
+    from ..model_metadata import ModelMetadata, ModelMetadataError
+    from ..postprocess import resolve_thresholds
+
+    path = Path(path)
+    data = path.read_bytes()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise RuntimeError(f"not a loadable ONNX model ({str(exc).strip().splitlines()[-1][:300]})") from None
+    meta = session.get_modelmeta()
+    props = dict(meta.custom_metadata_map)
+
+    def tensors(items: list) -> list[dict[str, Any]]:
+        return [{"name": t.name, "type": t.type, "shape": [d if isinstance(d, int) else str(d) for d in t.shape]}
+                for t in items]
+
+    info: dict[str, Any] = {
+        "path": str(path),
+        "file_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "valid": False,
+        "error": None,
+        "producer": meta.producer_name,
+        "graph": meta.graph_name,
+        "inputs": tensors(session.get_inputs()),
+        "outputs": tensors(session.get_outputs()),
+        "metadata": props,
+    }
+    try:
+        md = ModelMetadata.from_props(props)
+        by_name = {t["name"]: t["shape"] for t in info["inputs"] + info["outputs"]}
+        if "waveform" in by_name and "framewise" in by_name and "clipwise" in by_name:
+            md.check_shapes(by_name["waveform"], by_name["framewise"], by_name["clipwise"])
+        else:
+            raise ModelMetadataError(f"inputs/outputs must be waveform -> framewise, clipwise; has {sorted(by_name)}")
+    except ModelMetadataError as exc:
+        info["error"] = str(exc)
+        return info
+    info.update(
+        valid=True,
+        model_type=md.model_type,
+        labels=list(md.labels),
+        sample_rate=md.sample_rate,
+        window_samples=md.window_samples,
+        window_seconds=md.window_seconds,
+        step_seconds=md.step_seconds,
+        steps_per_window=md.steps_per_window,
+        output_activation=md.output_activation,
+        precision=md.precision,
+        thresholds={k: list(v) for k, v in resolve_thresholds(md.labels, md.thresholds).items()},
+        thresholds_source="model" if md.thresholds else "runtime default",
+        frontend=dict(md.frontend),
+        provenance=dict(md.provenance),
+    )
+    return info
+
+
+def _load_info(model: str) -> dict[str, Any]:
+    path = resolve_model(model)
+    if path is None or not path.is_file():
+        names = ", ".join(p.stem for p in bundled_models()) or "none installed"
+        fail(f"{model}: no such model file or bundled model (bundled: {names})", 2)
+    try:
+        return model_info(path)
+    except ImportError as exc:
+        fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 1)
+    except (OSError, RuntimeError) as exc:
+        fail(f"{path}: {exc}", 1)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def show_command(
+    model: str = typer.Argument(..., help="A model file (.onnx) or the name of a bundled model."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Show what a model file contains: labels, sample rate, window, step, precision, thresholds,
+    inputs/outputs with shapes, provenance. Exit 1 when it is not a valid streamdet model."""
+    if output_format not in ("table", "json"):
+        fail(f"--format must be table or json, not {output_format!r}", 2)
+    info = _load_info(model)
+    if output_format == "json":
+        sys.stdout.write(_json_text(info) + "\n")
+    else:
+        _print_info(info)
+    if not info["valid"]:
+        typer.echo(f"error: {info['path']}: not a valid streamdet model: {info['error']}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
+    table = Table(show_header=False, title=Path(info["path"]).name, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("path", info["path"])
+    table.add_row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
+    if info["valid"]:
+        table.add_row("model type", info["model_type"])
+        table.add_row("labels", f"{len(info['labels'])}: {', '.join(info['labels'])}")
+        table.add_row("sample rate", f"{info['sample_rate']} Hz")
+        table.add_row("window", f"{info['window_seconds']:g} s ({info['window_samples']} samples)")
+        table.add_row("step", f"{info['step_seconds']:g} s ({info['steps_per_window']} steps per window)")
+        table.add_row("activation", info["output_activation"])
+        table.add_row("precision", info["precision"])
+        pairs = {tuple(v) for v in info["thresholds"].values()}
+        if len(pairs) == 1:
+            on, off = next(iter(pairs))
+            text = f"on {on:g} / off {off:g} for every class"
+        else:
+            text = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in info["thresholds"].items())
+        table.add_row("thresholds", f"{text} ({info['thresholds_source']})")
+        table.add_row("front-end", json.dumps(info["frontend"], sort_keys=True))
+    else:
+        table.add_row("error", f"[red]{info['error']}[/red]")
+    for kind in ("inputs", "outputs"):
+        table.add_row(kind, "\n".join(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
+    if info["producer"] or info["graph"]:
+        table.add_row("producer", f"{info['producer']} (graph {info['graph']})")
+    if info.get("provenance"):
+        table.add_row("provenance", _json_text(info["provenance"]))
+    console.print(table)
+
+
+def list_command(
+    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """List the models bundled with streamdet (use the name with --model, or `models show NAME`)."""
+    if output_format not in ("table", "json"):
+        fail(f"--format must be table or json, not {output_format!r}", 2)
+    from ..session import BUNDLED_MODEL
+
+    rows = []
+    for path in bundled_models():
+        try:
+            info = model_info(path)
+        except (OSError, RuntimeError) as exc:
+            info = {"path": str(path), "valid": False, "error": str(exc), "file_bytes": path.stat().st_size}
+        info["name"] = path.stem
+        info["default"] = path == BUNDLED_MODEL
+        rows.append(info)
+    if output_format == "json":
+        keys = ("name", "default", "path", "valid", "error", "model_type", "labels", "sample_rate",
+                "window_seconds", "precision", "file_bytes")
+        sys.stdout.write(_json_text([{k: r.get(k) for k in keys} for r in rows]) + "\n")
+        return
+    if not rows:
+        typer.echo(f"no bundled models installed (expected {BUNDLED_MODEL}); pass --model PATH to an exported "
+                   f".onnx file", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col, justify in (("name", "left"), ("type", "left"), ("classes", "left"), ("rate", "right"),
+                         ("window", "right"), ("precision", "left"), ("size", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        name = r["name"] + (" (default)" if r["default"] else "")
+        if not r["valid"]:
+            table.add_row(name, "[red]invalid[/red]", r["error"], "", "", "", _size(r["file_bytes"]))
+            continue
+        table.add_row(name, r["model_type"], ", ".join(r["labels"]), f"{r['sample_rate']} Hz",
+                      f"{r['window_seconds']:g} s", r["precision"], _size(r["file_bytes"]))
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+
+@app.callback()
+def _models(ctx: typer.Context) -> None:
+    """List the bundled models (`models list`, the default) or show a model file (`models show MODEL`)."""
+    if ctx.invoked_subcommand is None:
+        list_command(output_format="table")
+
+
+app.command("list")(list_command)
+app.command("show")(show_command)
