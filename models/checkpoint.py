@@ -22,6 +22,18 @@ import torch
 from torch import nn
 
 from .ast import AST, ASTConfig, ASTTokenSemantic, resize_pos_grid
+from .convert import (
+    AST_UNUSED,
+    HTSAT_FRONTEND_KEYS,
+    HTSAT_UNUSED,
+    ast_official_state_dict,
+    ast_transformers_state_dict,
+    htsat_official_state_dict,
+    strip_ast_official,
+    strip_htsat_official,
+    transformers_to_streamdet,
+)
+from .errors import CheckpointError
 from .htsat import HTSAT, HTSATConfig
 
 __all__ = [
@@ -43,10 +55,6 @@ CONFIG_CLASSES: dict[str, type] = {"htsat": HTSATConfig, "ast": ASTConfig, "ast_
 LOADER_OPTIONS = ("labels", "model_type", "allow_pickle")
 AST_KNOWN_LENGTHS = (1024, 512, 128, 100, 998, 500)  # official recipes: AudioSet, ESC-50, Speech Commands, ...
 DEIT_HEAD_DIM = 64  # heads are not visible in the weights; DeiT/ViT use 64-dim heads (tiny 3, small 6, base 12)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read, recognised, or loaded strictly. The message names the file and the problem."""
 
 
 # ====================================================================================================================
@@ -99,10 +107,10 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
 def save_checkpoint(model: nn.Module, path: str | Path, **extra_provenance: Any) -> Path:
     """Write ``model`` in streamdet's format: one ``torch.save`` file readable with ``weights_only=True``.
 
-    Contents: ``format``, ``format_version``, ``model_type``, ``config`` (the architecture dataclass as a dict),
-    ``labels``, ``frontend`` (``model.frontend_config()``), ``provenance`` (the model's provenance, where it was
-    converted from, and ``extra_provenance``) and ``state_dict``. Values in ``extra_provenance`` must be plain
-    Python data (str, numbers, lists, dicts).
+    Contents: ``format``, ``format_version``, ``streamdet_version``, ``model_type``, ``config`` (the architecture
+    dataclass as a dict), ``labels``, ``frontend`` (``model.frontend_config()``), ``provenance`` (the model's
+    provenance, where it was converted from, and ``extra_provenance``) and ``state_dict``. Values in
+    ``extra_provenance`` must be plain Python data (str, numbers, lists, dicts).
     """
     path = Path(path)
     if getattr(model, "model_type", None) not in MODEL_CLASSES:
@@ -114,6 +122,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra_provenance: Any)
     payload = {
         "format": STREAMDET_FORMAT,
         "format_version": STREAMDET_FORMAT_VERSION,
+        "streamdet_version": _streamdet_version(),
         "model_type": model.model_type,
         "config": dataclasses.asdict(model.config),
         "labels": list(model.labels),
@@ -175,6 +184,12 @@ def _is_weights_only_refusal(exc: Exception) -> bool:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _streamdet_version() -> str:
+    from streamdet import __version__
+
+    return __version__
 
 
 def _sha256(path: Path) -> str:
@@ -241,22 +256,6 @@ def _check_close(stored: torch.Tensor, computed: torch.Tensor, what: str, name: 
 # HTS-AT official
 # ====================================================================================================================
 
-_HTSAT_FRONTEND_KEYS = (
-    "spectrogram_extractor.stft.conv_real.weight",
-    "spectrogram_extractor.stft.conv_imag.weight",
-    "logmel_extractor.melW",
-)
-_HTSAT_UNUSED = ("head.weight", "head.bias")
-
-
-def _strip_htsat(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
-    prefixed = [k for k in state if k.startswith("sed_model.")]
-    if prefixed:
-        return {k.removeprefix("sed_model."): v for k, v in state.items() if k.startswith("sed_model.")}
-    return dict(state)
-
-
 def infer_htsat_config(state: Mapping[str, torch.Tensor], name: str = "<state>") -> HTSATConfig:
     """Architecture of an HTS-AT state dict (official names, no prefix) read from its tensor shapes.
 
@@ -289,8 +288,8 @@ def infer_htsat_config(state: Mapping[str, torch.Tensor], name: str = "<state>")
         }
     except KeyError as exc:
         raise CheckpointError(f"{name}: not a complete HTS-AT state dict, missing {exc.args[0]!r}") from exc
-    if _HTSAT_FRONTEND_KEYS[0] in state:
-        kwargs["n_fft"] = int(state[_HTSAT_FRONTEND_KEYS[0]].shape[-1])
+    if HTSAT_FRONTEND_KEYS[0] in state:
+        kwargs["n_fft"] = int(state[HTSAT_FRONTEND_KEYS[0]].shape[-1])
     mask = state.get("layers.0.blocks.1.attn_mask")
     if mask is not None:  # [nW, M², M²] on the first stage's grid -> spectrogram size
         kwargs["spec_size"] = window * math.isqrt(int(mask.shape[0])) * kwargs["patch_stride"][0]
@@ -302,7 +301,7 @@ def _load_htsat_official(obj: Any, path: Path, overrides: dict[str, Any]) -> tup
     options, fields = _split_overrides(overrides, HTSATConfig, name)
     if options.get("model_type", "htsat") != "htsat":
         raise CheckpointError(f"{name}: an HTS-AT checkpoint cannot be loaded as model_type={options['model_type']!r}")
-    state = _strip_htsat(obj)
+    state = strip_htsat_official(obj)
     config = dataclasses.replace(infer_htsat_config(state, name), **fields)
     model = HTSAT(config, labels=options.get("labels"))
     ignored = _check_htsat_derived(model, state, name)
@@ -314,13 +313,13 @@ def _check_htsat_derived(model: HTSAT, state: dict[str, torch.Tensor], name: str
     """Pop (and verify) the tensors HTS-AT stores but streamdet recomputes; return the ignored unused keys."""
     hint = "; pass sample_rate=/n_fft=/hop_length=/fmin=/fmax= overrides matching the training config"
     frontend = model.frontend
-    stored = {k: state.pop(k) for k in _HTSAT_FRONTEND_KEYS if k in state}
-    if _HTSAT_FRONTEND_KEYS[0] in stored:
-        _check_close(stored[_HTSAT_FRONTEND_KEYS[0]], frontend.dft_real, "STFT kernel (real)", name, 1e-6, hint)
-    if _HTSAT_FRONTEND_KEYS[1] in stored:
-        _check_close(stored[_HTSAT_FRONTEND_KEYS[1]], frontend.dft_imag, "STFT kernel (imag)", name, 1e-6, hint)
-    if _HTSAT_FRONTEND_KEYS[2] in stored:
-        _check_close(stored[_HTSAT_FRONTEND_KEYS[2]], frontend.mel_basis, "mel filterbank melW", name, 1e-6, hint)
+    stored = {k: state.pop(k) for k in HTSAT_FRONTEND_KEYS if k in state}
+    if HTSAT_FRONTEND_KEYS[0] in stored:
+        _check_close(stored[HTSAT_FRONTEND_KEYS[0]], frontend.dft_real, "STFT kernel (real)", name, 1e-6, hint)
+    if HTSAT_FRONTEND_KEYS[1] in stored:
+        _check_close(stored[HTSAT_FRONTEND_KEYS[1]], frontend.dft_imag, "STFT kernel (imag)", name, 1e-6, hint)
+    if HTSAT_FRONTEND_KEYS[2] in stored:
+        _check_close(stored[HTSAT_FRONTEND_KEYS[2]], frontend.mel_basis, "mel filterbank melW", name, 1e-6, hint)
     for i, stage in enumerate(model.layers):
         for j, block in enumerate(stage.blocks):
             prefix = f"layers.{i}.blocks.{j}."
@@ -333,53 +332,15 @@ def _check_htsat_derived(model: HTSAT, state: dict[str, torch.Tensor], name: str
                 raise CheckpointError(f"{name}: {prefix}attn_mask is stored but the inferred block is not shifted")
             if mask is not None:
                 _check_close(mask, block.attn_mask, prefix + "attn_mask", name, 0.0, "")
-    ignored = [k for k in _HTSAT_UNUSED if k in state]
+    ignored = [k for k in HTSAT_UNUSED if k in state]
     for key in ignored:
         state.pop(key)
     return ignored
 
 
-def htsat_official_state_dict(model: HTSAT, prefix: str = "sed_model.") -> dict[str, torch.Tensor]:
-    """The model's tensors under the official HTS-AT names, with the recomputed front-end kernels, masks and index
-    buffers and a zero ``head`` (unused by the official forward); wrap as ``{'state_dict': ...}`` for a ``.ckpt``."""
-    own = model.state_dict()
-    out: dict[str, torch.Tensor] = {}
-    frontend = model.frontend
-    out[prefix + _HTSAT_FRONTEND_KEYS[0]] = frontend.dft_real.clone()
-    out[prefix + _HTSAT_FRONTEND_KEYS[1]] = frontend.dft_imag.clone()
-    out[prefix + _HTSAT_FRONTEND_KEYS[2]] = frontend.mel_basis.clone()
-    for key, value in own.items():
-        if key.startswith("layers.") and ".blocks." in key and key.endswith("attn.relative_position_bias_table"):
-            block_prefix = key.removesuffix("attn.relative_position_bias_table")
-            i, j = (int(n) for n in re.findall(r"\d+", block_prefix)[:2])
-            block = model.layers[i].blocks[j]
-            if block.attn_mask is not None:
-                out[prefix + block_prefix + "attn_mask"] = block.attn_mask.clone()
-            out[prefix + key] = value
-            out[prefix + block_prefix + "attn.relative_position_index"] = block.attn.relative_position_index.clone()
-        else:
-            out[prefix + key] = value
-    C = model.config.num_classes
-    device = model.tscam_conv.weight.device
-    out[prefix + "head.weight"] = torch.zeros(C, C, device=device)
-    out[prefix + "head.bias"] = torch.zeros(C, device=device)
-    return out
-
-
 # ====================================================================================================================
 # AST official (YuanGongND/ast) and transformers
 # ====================================================================================================================
-
-_AST_UNUSED = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")
-
-
-def _strip_ast_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.")
-        out[key.removeprefix("v.")] = value
-    return out
-
 
 def infer_ast_config(state: Mapping[str, torch.Tensor], name: str = "<state>", **known: Any) -> ASTConfig:
     """Architecture of an AST state dict (streamdet / official names) from tensor shapes.
@@ -458,124 +419,14 @@ def _finish_ast(
 def _load_ast_official(obj: Any, path: Path, overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     name = path.name
     options, fields = _split_overrides(overrides, ASTConfig, name)
-    state = _strip_ast_official(obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj)
-    ignored = [k for k in _AST_UNUSED if k in state]
+    state = strip_ast_official(obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj)
+    ignored = [k for k in AST_UNUSED if k in state]
     for key in ignored:
         state.pop(key)
     known = {k: fields[k] for k in ("num_heads", "fstride", "tstride", "n_mels", "patch_size") if k in fields}
     base = infer_ast_config(state, name, **known)
     model, notes = _finish_ast(state, base, fields, options, None, name)
     return model, {"ignored_keys": ["module.v." + k for k in ignored], "config_inferred_from_shapes": True, **notes}
-
-
-def ast_official_state_dict(model: AST) -> dict[str, torch.Tensor]:
-    """The model's tensors under the official AST names (``module.v.*``, ``module.mlp_head.*``), with zero 1000-class
-    ``head`` / ``head_dist`` (ImageNet heads the official forward never uses)."""
-    if model.model_type != "ast":
-        raise TypeError("only the official AST head has an official layout; got " + model.model_type)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
-        out[("module." if key.startswith("mlp_head.") else "module.v.") + key] = value
-    D, device = model.config.embed_dim, model.pos_embed.device
-    for head in ("head", "head_dist"):
-        out[f"module.v.{head}.weight"] = torch.zeros(1000, D, device=device)
-        out[f"module.v.{head}.bias"] = torch.zeros(1000, device=device)
-    return out
-
-
-# transformers names: (regex on the hub key, replacement) in both the legacy (hub files) and v5 (in memory) layouts
-_HF_RULES: list[tuple[str, str]] = [
-    (r"audio_spectrogram_transformer\.embeddings\.cls_token", "cls_token"),
-    (r"audio_spectrogram_transformer\.embeddings\.distillation_token", "dist_token"),
-    (r"audio_spectrogram_transformer\.embeddings\.position_embeddings", "pos_embed"),
-    (r"audio_spectrogram_transformer\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"audio_spectrogram_transformer\.(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
-    (r"audio_spectrogram_transformer\.(?:encoder\.layer|layers)\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
-    (r"audio_spectrogram_transformer\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.",
-     r"blocks.\1.attn.\2."),
-    (r"audio_spectrogram_transformer\.layers\.(\d+)\.attention\.(q|k|v)_proj\.", r"blocks.\1.attn.\2."),
-    (r"audio_spectrogram_transformer\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
-    (r"audio_spectrogram_transformer\.layers\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
-    (r"audio_spectrogram_transformer\.encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
-    (r"audio_spectrogram_transformer\.encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
-    (r"audio_spectrogram_transformer\.layers\.(\d+)\.mlp\.(fc1|fc2)\.", r"blocks.\1.mlp.\2."),
-    (r"audio_spectrogram_transformer\.layernorm\.", "norm."),
-    (r"classifier\.layernorm\.", "mlp_head.0."),
-    (r"classifier\.dense\.", "mlp_head.1."),
-]
-_QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
-
-
-def transformers_to_streamdet(state: Mapping[str, torch.Tensor], name: str = "<state>") -> dict[str, torch.Tensor]:
-    """Rename a transformers AST state dict (legacy hub or v5 names) to streamdet names, fusing q/k/v into qkv."""
-    out: dict[str, torch.Tensor] = {}
-    qkv: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
-    unknown = []
-    for key, value in state.items():
-        for pattern, repl in _HF_RULES:
-            match = re.match(pattern, key)
-            if match:
-                new = re.sub(pattern, repl, key, count=1)
-                part = re.match(r"blocks\.(\d+)\.attn\.(query|key|value|q|k|v)\.(weight|bias)$", new)
-                if part:
-                    block, which, kind = part.groups()
-                    qkv.setdefault((block, kind), {})[_QKV_ORDER[which]] = value
-                else:
-                    out[new] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{name}: unexpected keys for a transformers AST ({len(unknown)}): {', '.join(unknown)}")
-    for (block, kind), parts in qkv.items():
-        if sorted(parts) != [0, 1, 2]:
-            raise CheckpointError(f"{name}: layer {block} lacks some of query/key/value {kind}")
-        out[f"blocks.{block}.attn.qkv.{kind}"] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
-    return out
-
-
-def ast_transformers_state_dict(model: AST, naming: str = "legacy") -> dict[str, torch.Tensor]:
-    """The model's tensors under transformers names: ``naming="legacy"`` (hub files) or ``"v5"`` (in memory)."""
-    if model.model_type != "ast":
-        raise TypeError("only the official AST head has a transformers layout; got " + model.model_type)
-    if naming not in ("legacy", "v5"):
-        raise ValueError(f"naming must be 'legacy' or 'v5', got {naming!r}")
-    root = "audio_spectrogram_transformer."
-    layer = root + ("encoder.layer." if naming == "legacy" else "layers.")
-    names = {
-        "legacy": {"qkv": ("attention.attention.query", "attention.attention.key", "attention.attention.value"),
-                   "proj": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"},
-        "v5": {"qkv": ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
-               "proj": "attention.o_proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"},
-    }[naming]
-    fixed = {
-        "cls_token": root + "embeddings.cls_token",
-        "dist_token": root + "embeddings.distillation_token",
-        "pos_embed": root + "embeddings.position_embeddings",
-        "patch_embed.proj.weight": root + "embeddings.patch_embeddings.projection.weight",
-        "patch_embed.proj.bias": root + "embeddings.patch_embeddings.projection.bias",
-        "norm.weight": root + "layernorm.weight",
-        "norm.bias": root + "layernorm.bias",
-        "mlp_head.0.weight": "classifier.layernorm.weight",
-        "mlp_head.0.bias": "classifier.layernorm.bias",
-        "mlp_head.1.weight": "classifier.dense.weight",
-        "mlp_head.1.bias": "classifier.dense.bias",
-    }
-    sub = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": names["proj"],
-           "mlp.fc1": names["fc1"], "mlp.fc2": names["fc2"]}
-    out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
-        if key in fixed:
-            out[fixed[key]] = value
-            continue
-        block, rest = re.match(r"blocks\.(\d+)\.(.+)$", key).groups()
-        module, kind = rest.rsplit(".", 1)
-        if module == "attn.qkv":
-            for part_name, part in zip(names["qkv"], value.chunk(3, dim=0), strict=True):
-                out[f"{layer}{block}.{part_name}.{kind}"] = part
-        else:
-            out[f"{layer}{block}.{sub[module]}.{kind}"] = value
-    return out
 
 
 def _load_transformers_folder(path: Path, overrides: dict[str, Any]) -> tuple[nn.Module, str, Path, dict[str, Any]]:

@@ -20,7 +20,7 @@ from streamdet.models import (
     load_checkpoint,
     resize_pos_grid,
 )
-from streamdet.models.checkpoint import _strip_ast_official, transformers_to_streamdet
+from streamdet.models.convert import strip_ast_official, transformers_to_streamdet
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ast"
 OFFICIAL = FIXTURES / "official_tiny" / "ast_tiny224_depth1_f10_t10_tdim1024_label5.pth"
@@ -257,7 +257,7 @@ def test_key_mapping_matches_the_reference_mapping() -> None:
             value = value.chunk(3, dim=0)[part]
         legacy[row["hf_legacy"]] = value
         v5[row["hf_v5"]] = value
-    ours = {k: v for k, v in _strip_ast_official(official).items() if not k.startswith("head")}
+    ours = {k: v for k, v in strip_ast_official(official).items() if not k.startswith("head")}
     for converted in (transformers_to_streamdet(legacy), transformers_to_streamdet(v5)):
         assert set(converted) == set(ours)
         for key in ours:
