@@ -94,7 +94,7 @@ class DetectionCase:
     """A model plus a way to make audio with known events of three of its classes.
 
     ``scene([(i, start, length), ...], total, sr)`` returns ``(audio, truth)``: class ``labels[i]``
-    sounds from ``start`` for about ``length`` seconds; ``truth`` holds ``(label, onset, offset)``.
+    sounds from ``start`` for about ``length`` seconds (cut at ``total``); ``truth`` holds ``(label, onset, offset)``.
     """
 
     def __init__(self, model: Path, labels: tuple[str, str, str], tolerance: float, bundled: bool) -> None:
@@ -106,7 +106,7 @@ class DetectionCase:
         if not self.bundled:
             from onnx_test_model import scene
 
-            truth = [(self.labels[i], start, start + length) for i, start, length in spec]
+            truth = [(self.labels[i], start, min(start + length, total)) for i, start, length in spec]
             return scene(truth, total, sample_rate), truth
         from streamdet.train.synth.registry import generate_event
 
@@ -118,7 +118,7 @@ class DetectionCase:
             a = round(start * sample_rate)
             x = sound.audio[: len(audio) - a]
             audio[a : a + len(x)] += 0.3 * x / max(1e-9, float(np.abs(x).max()))
-            truth.append((self.labels[i], start + sound.onset, start + sound.offset))
+            truth.append((self.labels[i], start + sound.onset, min(start + sound.offset, total)))
         return audio, truth
 
 

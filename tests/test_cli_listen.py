@@ -1,0 +1,232 @@
+"""`streamdet listen` and `streamdet devices`: end to end through a PulseAudio null sink (the real entry point
+as a subprocess, audio played with paplay), Ctrl-C, missing/vanishing devices, a missing PortAudio, the
+terminal view."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+import streamdet
+from streamdet.cli import app, listen_cmd
+from streamdet.live import LiveStream
+
+UPDATE_KEYS = {"type", "label", "onset", "offset", "confidence", "stream", "wall_time"}
+
+
+class Lines:
+    """Read a pipe's lines on a thread, so the test can wait for one with a timeout."""
+
+    def __init__(self, pipe) -> None:
+        self.lines: list[str] = []
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            self._q.put(line)
+        self._q.put(None)
+
+    def wait_for(self, predicate, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out; lines so far: {self.lines}") from None
+            if line is None:
+                raise AssertionError(f"stream ended; lines: {self.lines}")
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def rest(self, timeout: float = 30) -> list[str]:
+        self._thread.join(timeout)
+        while not self._q.empty():
+            line = self._q.get()
+            if line is not None:
+                self.lines.append(line)
+        return self.lines
+
+
+def _start_listen(cli, model: Path, sink: str, *extra: str) -> tuple[subprocess.Popen, Lines, Lines]:
+    env = {**os.environ, "PULSE_SOURCE": f"{sink}.monitor"}
+    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(model), "--format",
+                             "jsonl", "--hop", "0.25", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        err.wait_for(lambda line: line.startswith("listening on pulse"), timeout=30)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, out, err
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_listen_end_to_end_through_pulseaudio(cli, cli_case, pulse_sink: str, tmp_path: Path) -> None:
+    spec = [(0, 0.5, 1.0), (1, 2.0, 1.0), (2, 3.3, 0.8), (0, 4.6, 0.7)]
+    x, truth = cli_case.scene(spec, 5.8, 48000)
+    wav = tmp_path / "scene.wav"
+    sf.write(wav, x, 48000)
+    launched = time.time()
+    proc, out, err = _start_listen(cli, cli_case.model, pulse_sink, "--duration", "7.5")
+    time.sleep(0.6)  # PortAudio's input timestamps settle during the device's first few hundred ms
+    played = time.time()
+    subprocess.run(["paplay", "-d", pulse_sink, str(wav)], check=True, timeout=30)
+    assert proc.wait(timeout=30) == 0, err.rest()
+    updates = [json.loads(line) for line in out.rest()]
+    assert all(set(u) == UPDATE_KEYS and u["stream"] == "pulse" for u in updates), updates
+    onsets = [u for u in updates if u["type"] == "onset"]
+    offsets = {(u["label"], u["onset"]): u for u in updates if u["type"] == "offset"}
+    assert [u["label"] for u in onsets] == [label for label, _, _ in truth], updates
+    origins = []
+    for u, (_, on, off) in zip(onsets, truth, strict=True):
+        assert abs(u["wall_time"] - played - on) <= 0.5, (u, on)  # onset vs playback start, wall clock
+        done = offsets[(u["label"], u["onset"])]  # every onset is closed by an offset
+        assert abs((done["offset"] - done["onset"]) - (off - on)) <= 0.5, (done, on, off)
+        origins.append(u["wall_time"] - u["onset"])  # wall time of the stream's sample 0
+    assert max(origins) - min(origins) < 0.1, [o - played for o in origins]  # one consistent clock
+    assert launched < origins[0] < played + 0.2  # the stream started between launch and playback
+    summary = "".join(err.rest())
+    assert f"{len(truth)} event(s)" in summary and "lost 0.00 s" in summary
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_ctrl_c_closes_open_events_prints_them_and_exits_130(cli, cli_case, pulse_sink: str, tmp_path: Path) -> None:
+    x, truth = cli_case.scene([(1, 0.3, 20.0)], 20.5, 48000)
+    wav = tmp_path / "long.wav"
+    sf.write(wav, x, 48000)
+    proc, out, err = _start_listen(cli, cli_case.model, pulse_sink)
+    player = subprocess.Popen(["paplay", "-d", pulse_sink, str(wav)])
+    try:
+        onset = json.loads(out.wait_for(lambda line: '"onset"' in line, timeout=15))
+        assert onset["type"] == "onset" and onset["label"] == truth[0][0]
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+    finally:
+        player.kill()
+        proc.kill()
+    assert code == 130, err.rest()
+    updates = [json.loads(line) for line in out.rest()]
+    assert [u["type"] for u in updates] == ["onset", "offset"]
+    closed = updates[1]
+    assert (closed["label"], closed["onset"]) == (onset["label"], onset["onset"])
+    assert closed["offset"] > closed["onset"] + 0.4
+    stderr = "".join(err.rest())
+    assert "closed at the stop" in stderr and "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_missing_device_is_a_usage_error(cli, cli_case) -> None:
+    result = cli("listen", "--device", "no-such-device-xyz", "--model", cli_case.model, "--duration", "1")
+    assert result.returncode == 2, result.stderr
+    assert "no-such-device-xyz" in result.stderr and "streamdet devices" in result.stderr
+    result = cli("listen", "--device", "97", "--model", cli_case.model, "--duration", "1")
+    assert result.returncode == 2 and "97" in result.stderr and "Traceback" not in result.stderr
+
+
+def _fake_listen(det: streamdet.Detector, x: np.ndarray, sr: int) -> LiveStream:
+    """A LiveStream without a device, fed ``x`` in 50 ms blocks by a thread, which then stops (the device
+    vanished)."""
+    live = LiveStream(det, sample_rate=sr, name="fake", open_device=False)
+
+    def feed() -> None:
+        for start in range(0, len(x), sr // 20):
+            live._callback(x[start : start + sr // 20, None], len(x[start : start + sr // 20]), None, None)
+            time.sleep(0.005)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return live
+
+
+def test_device_vanishing_mid_stream_closes_events_and_exits_1(cli_case, monkeypatch) -> None:
+    x, truth = cli_case.scene([(0, 0.5, 1.0), (2, 1.8, 5.0)], 3.0, 16000)  # the second is open at the end
+    monkeypatch.setattr(listen_cmd, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(streamdet.Detector, "listen", lambda self, device, **kw: _fake_listen(self, x, 16000))
+    result = CliRunner().invoke(app, ["listen", "--model", str(cli_case.model), "--format", "jsonl"])
+    assert result.exit_code == 1, result.output
+    updates = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(u["type"], u["label"]) for u in updates] == [("onset", truth[0][0]), ("offset", truth[0][0]),
+                                                          ("onset", truth[1][0]), ("offset", truth[1][0])]
+    assert updates[-1]["offset"] == pytest.approx(3.0, abs=0.06)  # closed where the audio ended
+    assert "no audio from the device" in result.output and "closed at the stop" in result.output
+
+
+def test_terminal_view_shows_meters_events_level_lost_and_latency(cli_case) -> None:
+    from rich.console import Console
+
+    det = streamdet.Detector(cli_case.model, device="cpu", hop=0.25, threads=1)
+    x, truth = cli_case.scene([(1, 0.2, 2.0)], 1.5, 16000)
+    with LiveStream(det, sample_rate=16000, name="fake", open_device=False) as live:
+        view = listen_cmd.LiveView(det, live, "fake")
+        live._callback(x[:, None], len(x), None, None)
+        view.add(live.get(timeout=10))
+        console = Console(record=True, width=110)
+        console.print(view.render())
+    det.close()
+    text = console.export_text()
+    for label in det.labels:
+        assert label in text
+    assert "1.00" in text  # the active class's meter
+    assert f"{truth[0][0]}" in text and "0.20" in text  # the open event with its onset
+    assert "dBFS" in text and "lost 0.00 s" in text and "latency" in text and "Ctrl-C" in text
+
+
+NO_PORTAUDIO = """
+import sys
+class NoPortAudio:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+sys.meta_path.insert(0, NoPortAudio())
+from streamdet.cli import main
+sys.argv = ["streamdet", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("args", [["devices"], ["listen", "--duration", "1"]])
+def test_missing_portaudio_says_how_to_install_it(cli_case, args: list[str]) -> None:
+    if args[0] == "listen":
+        args = [*args, "--model", str(cli_case.model)]
+    result = subprocess.run([sys.executable, "-c", NO_PORTAUDIO, *args], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "apt-get install libportaudio2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_devices_lists_input_devices(cli) -> None:
+    result = cli("devices", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    devices = json.loads(result.stdout)
+    for dev in devices:
+        assert set(dev) == {"index", "name", "hostapi", "channels", "default_samplerate", "default"}
+        assert dev["channels"] > 0 and dev["default_samplerate"] > 0
+    assert sum(d["default"] for d in devices) <= 1
+    table = cli("devices")
+    assert table.returncode == 0
+    if devices:
+        assert "host API" in table.stdout and "default rate" in table.stdout
+        assert all(d["name"] in table.stdout for d in devices)
+
+
+@pytest.mark.live
+def test_devices_include_the_pulse_device(cli) -> None:
+    result = cli("devices", "--format", "json")
+    assert "pulse" in [d["name"] for d in json.loads(result.stdout)]
