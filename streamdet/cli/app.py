@@ -46,3 +46,6 @@ from . import devices_cmd, models_cmd  # noqa: E402
 
 app.command("devices")(devices_cmd.devices_command)
 app.add_typer(models_cmd.app, name="models")
+from . import train_cmd  # noqa: E402
+
+app.command("train")(train_cmd.train_command)

@@ -1,0 +1,543 @@
+"""Training recipes: synthesis -> training -> threshold tuning -> ONNX export -> evaluation through the engine.
+
+``alerts`` (the bundled default model, DESIGN.md §7) is reproduced end to end by one call::
+
+    streamdet train --recipe alerts --out runs/alerts          # ~90 min on 2 CPU cores
+    streamdet train --recipe alerts --quick --out runs/quick   # the same path in a few minutes (CI)
+
+Stages (each is skipped when its output already exists and matches, so a rerun continues where it stopped):
+
+1. **synthesis** - strong-label scenes (:mod:`streamdet.train.synth`): ``train`` and ``val`` with the training
+   ranges and different seeds, ``test`` with :meth:`SceneConfig.heldout` (wider generator/room ranges, another
+   speech pool, another seed), SNR -5..20 dB; plus the example clip shipped with the package.
+2. **features** - the front-end over every train/val scene, cached as float16 (:class:`FeatureBank`).
+3. **training** - :class:`streamdet.train.loop.Trainer`; ``best.pt`` keeps the EMA weights of the best epoch on
+   the validation subset.
+4. **export + tuning** - the EMA model to ONNX (:func:`streamdet.export.to_onnx`), the validation files run
+   through :class:`streamdet.Detector` (the real engine at its default hop/lookahead) to get score tracks, and
+   per-class (on, off) thresholds tuned on them (:mod:`streamdet.train.thresholds`).
+5. **evaluation** - the held-out test split through the engine with the tuned thresholds: event-based F1 (200 ms
+   collar) and segment-based F1 (1 s), macro and micro, per class; also at a longer lookahead; plus the ONNX
+   size and the time per window on one CPU thread.
+6. **final model** - re-exported with the thresholds and the provenance (recipe, data, training, figures) in its
+   metadata, checked with the engine on the example clip; ``report.json`` and figures (PNG, if matplotlib is
+   installed) next to it; with ``bundle_dir`` copied there (the package's ``streamdet/bundled``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .loop import TrainConfig
+
+__all__ = ["RECIPES", "Recipe", "alerts_recipe", "get_recipe", "run_recipe"]
+
+
+@dataclass
+class Recipe:
+    """Everything that determines a trained model (JSON-able, stored in its provenance)."""
+
+    name: str
+    labels: tuple[str, ...]
+    sample_rate: int
+    scene_duration: float
+    n_train: int
+    n_val: int
+    n_test: int
+    seeds: dict[str, int]
+    model_type: str
+    model: dict[str, Any]
+    window_seconds: float
+    train: TrainConfig
+    val_subset: int = 100  # validation files scored after every epoch (all of them are used for tuning)
+    eval_hop: float = 0.5  # the engine's defaults (streamdet file / Detector)
+    eval_lookahead: float = 0.0
+    extra_lookaheads: tuple[float, ...] = (1.0,)
+    example: dict[str, Any] = field(default_factory=dict)
+    quick: bool = False
+
+    def scene_config(self, split: str, speech_cache_dir: str | None = None) -> Any:
+        from .synth import SceneConfig
+
+        common = {
+            "sample_rate": self.sample_rate,
+            "duration": self.scene_duration,
+            "labels": tuple(self.labels),
+            "speech_cache_dir": speech_cache_dir,
+        }
+        if split == "test":
+            return SceneConfig.heldout(**common)
+        if split == "example":
+            ex = dict(self.example)
+            ex.pop("seed", None)
+            return SceneConfig(**{**common, **ex})
+        return SceneConfig(**common)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["train"] = self.train.to_dict()
+        return json.loads(json.dumps(d))
+
+
+def alerts_recipe(quick: bool = False) -> Recipe:
+    """The bundled ``alerts`` model: a small HTS-AT on 2 s windows of 16 kHz audio.
+
+    Architecture (official HTS-AT, reduced): 64 mel bins (50 Hz - 8 kHz, 512-point DFT, hop 128 = 8 ms), a 2 s
+    window (251 frames stretched to 256) folded into a 128 x 128 image (2 chunks of 1 s), 4 x 4 patches, three
+    Swin stages (embed 48, depths 2-2-4, heads 3-6-12, window 8; the last stage attends over the whole window),
+    token-semantic head: 16 steps of 125 ms per window. 2.2 M parameters.
+    """
+    from .synth import ALERTS_LABELS
+
+    model = {
+        "sample_rate": 16000,
+        "clip_samples": 32000,
+        "n_fft": 512,
+        "hop_length": 128,
+        "n_mels": 64,
+        "fmin": 50.0,
+        "fmax": 8000.0,
+        "spec_size": 128,
+        "patch_size": 4,
+        "patch_stride": [4, 4],
+        "embed_dim": 48,
+        "depths": [2, 2, 4],
+        "num_heads": [3, 6, 12],
+        "window_size": 8,
+        "drop_path_rate": 0.05,
+    }
+    example = {"duration": 20.0, "events": (5, 6), "snr_db": (6.0, 15.0), "max_polyphony": 1, "distractors": (1, 1),
+               "truncate_prob": 0.0, "seed": 20}
+    if quick:
+        train = TrainConfig(epochs=2, steps_per_epoch=30, batch_size=16, warmup_steps=10, lr=1e-3, ema_decay=0.99,
+                            log_every=10)
+        return Recipe(
+            "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 96, 24, 24, {"train": 1, "val": 2, "test": 3},
+            "htsat", model, 2.0, train, val_subset=12, example=example, quick=True,
+        )
+    train = TrainConfig(epochs=10, steps_per_epoch=350, batch_size=32, warmup_steps=300, lr=1e-3, ema_decay=0.999)
+    return Recipe(
+        "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 4000, 400, 500, {"train": 1, "val": 2, "test": 3},
+        "htsat", model, 2.0, train, val_subset=100, example=example,
+    )
+
+
+RECIPES: dict[str, Callable[[bool], Recipe]] = {"alerts": alerts_recipe}
+
+
+def get_recipe(name: str, quick: bool = False) -> Recipe:
+    """A recipe by name (``alerts``)."""
+    try:
+        return RECIPES[name](quick)
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}") from None
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+class _Log:
+    """Stage messages and progress callbacks on a rich console (or silent)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[{_mmss(time.perf_counter() - self.t0)}] {msg}", highlight=False)
+
+    def progress(self, what: str) -> Callable[[int, int], None]:
+        state = {"last": 0.0}
+
+        def cb(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done == total or now - state["last"] > 15:
+                state["last"] = now
+                self(f"  {what}: {done}/{total}")
+
+        return cb
+
+
+def _mmss(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, what: str) -> Path:
+    """Synthesise a split unless ``out`` already holds the same one."""
+    from .synth import synthesize_split
+
+    key = _digest({"n": n, "seed": seed, "config": config.to_dict()})
+    stamp = out / "recipe.key"
+    if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
+        log(f"{what}: {n} scenes already in {out}")
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    t = time.perf_counter()
+    synthesize_split(out, n, seed=seed, config=config, workers=workers, progress=log.progress(what))
+    stamp.write_text(key)
+    log(f"{what}: {n} scenes in {time.perf_counter() - t:.0f} s")
+    return out
+
+
+def _bank(split_dir: Path, cache: Path, model: Any, labels: list[str], log: _Log, what: str) -> Any:
+    from .datasets import read_scenes
+    from .torch_data import FeatureBank
+
+    key = _digest({"split": (split_dir / "recipe.key").read_text(), "frontend": model.frontend_config()})
+    stamp = cache.with_suffix(".key")
+    if cache.exists() and stamp.exists() and stamp.read_text() == key:
+        return FeatureBank.load(cache)
+    t = time.perf_counter()
+    bank = FeatureBank.build(read_scenes(split_dir), model, labels, progress=log.progress(what))
+    bank.save(cache)
+    stamp.write_text(key)
+    log(f"{what}: {len(bank)} files in {time.perf_counter() - t:.0f} s")
+    return bank
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def measure_latency(onnx_path: Path, runs: int = 50, threads: int = 1) -> dict[str, float]:
+    """Milliseconds per window (batch 1) with ONNX Runtime on ``threads`` CPU threads: median and p90."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    n = int(inp.shape[1])
+    x = (np.random.default_rng(0).standard_normal((1, n)) * 0.1).astype(np.float32)
+    for _ in range(5):
+        sess.run(None, {inp.name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {inp.name: x})
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"median_ms": round(float(np.median(times)), 2), "p90_ms": round(float(np.percentile(times, 90)), 2),
+            "threads": threads, "batch": 1}
+
+
+def _export(model: Any, path: Path, recipe: Recipe, thresholds: Mapping | None, provenance: Mapping) -> Any:
+    try:
+        from streamdet.export import to_onnx
+    except ImportError as exc:  # pragma: no cover - until the exporter lands
+        raise RuntimeError(f"streamdet.export.to_onnx is not available ({exc}); cannot export the model") from exc
+    thr = None if thresholds is None else {k: [float(v[0]), float(v[1])] for k, v in thresholds.items()}
+    return to_onnx(
+        model, path, window_seconds=recipe.window_seconds, labels=list(recipe.labels), thresholds=thr,
+        provenance=dict(provenance),
+    )
+
+
+def _engine_tracks(onnx_path: Path, records: list, hop: float, lookahead: float, threads: int) -> dict:
+    import streamdet
+
+    det = streamdet.Detector(onnx_path, device="cpu", hop=hop, lookahead=lookahead, threads=threads)
+    tracks = {}
+    for r in records:
+        tr = det.score_track(r.path)
+        tracks[r.path.name] = (tr.scores, tr.frame_seconds, float(r.duration))
+    return tracks
+
+
+def _engine_events(onnx_path: Path, records: list, hop: float, lookahead: float, threads: int) -> dict:
+    import streamdet
+
+    det = streamdet.Detector(onnx_path, device="cpu", hop=hop, lookahead=lookahead, threads=threads)
+    out = {}
+    for r in records:
+        out[r.path.name] = [dataclasses.replace(e, stream=r.path.name) for e in det.detect_file(r.path)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------- recipe
+def run_recipe(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    workers: int | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    bundle_dir: str | Path | None = None,
+    console: Any = None,
+) -> dict[str, Any]:
+    """Run ``recipe`` into ``out_dir``; returns the report (also written to ``out_dir/report.json``).
+
+    ``resume``: continue an interrupted training from ``train/last.pt`` (data and features are always reused
+    when they match the recipe). ``workers``: synthesis processes (default: CPU cores). ``threads``: torch and
+    ONNX Runtime threads (default: CPU cores). ``bundle_dir``: copy the final model and example clip there.
+    """
+    import torch
+    from streamdet.models import build_model, load_checkpoint
+
+    from streamdet.metrics import write_events_tsv
+
+    from .datasets import read_scenes
+    from .loop import Trainer, default_threads, ground_truth, score_events
+    from .synth import speech, synthesize_scene
+    from .thresholds import tracks_to_events, tune_thresholds
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(console)
+    cores = default_threads()
+    threads = threads or cores
+    workers = workers or cores
+    torch.set_num_threads(threads)
+    labels = list(recipe.labels)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    log(f"recipe {recipe.name}{' (quick)' if recipe.quick else ''} -> {out} ({threads} threads, {workers} workers)")
+    if "speech" in labels and not speech.available():
+        log("[yellow]warning: espeak-ng is not installed: the speech class gets no training examples[/yellow]")
+
+    # 1. synthesis -------------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    cache_dir = str(out / "speech_cache")
+    splits = {}
+    for split, n in (("train", recipe.n_train), ("val", recipe.n_val), ("test", recipe.n_test)):
+        cfg = recipe.scene_config(split, cache_dir)
+        splits[split] = _synth(out / "data" / split, n, recipe.seeds[split], cfg, workers, log, f"synth {split}")
+    ex_cfg = recipe.scene_config("example", cache_dir)
+    example = synthesize_scene(recipe.example.get("seed", 0), ex_cfg)
+    import soundfile as sf
+
+    from .synth import write_tsv
+
+    sf.write(out / "example.wav", example.audio, ex_cfg.sample_rate, subtype="PCM_16")
+    write_tsv(out / "example.tsv", {"example.wav": example.events})
+    timings["synthesis_s"] = round(time.perf_counter() - t, 1)
+
+    # 2. features --------------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe.model_type, labels=labels, num_classes=len(labels), **recipe.model)
+    if model.native_window_samples != round(recipe.window_seconds * recipe.sample_rate):
+        raise ValueError("the recipe's window must be the model's native window")
+    train_bank = _bank(splits["train"], out / "cache" / "train.npz", model, labels, log, "features train")
+    val_bank = _bank(splits["val"], out / "cache" / "val.npz", model, labels, log, "features val")
+    timings["features_s"] = round(time.perf_counter() - t, 1)
+
+    # 3. training --------------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    cfg = dataclasses.replace(recipe.train, device=device, threads=threads)
+    val_idx = list(range(min(recipe.val_subset, len(val_bank))))
+    trainer = Trainer(
+        model, train_bank, labels, cfg, out / "train", val=val_bank, val_indices=val_idx, console=console,
+        provenance={"recipe": recipe.name},
+    )
+    if not resume:  # a fresh run: forget any earlier training in this folder
+        for p in (trainer.last_path, trainer.best_path, trainer.out_dir / "history.jsonl"):
+            p.unlink(missing_ok=True)
+    summary = trainer.fit(resume=resume)
+    timings["training_s"] = round(time.perf_counter() - t, 1)
+    hist = summary["history"]
+    step_s = summary["train_seconds"] / max(1, summary["steps"])
+    log(f"training: {summary['steps']} steps, {summary['train_seconds']:.0f} s ({step_s:.2f} s/step of "
+        f"{cfg.batch_size}), best epoch {summary['best_epoch']}")
+    best = load_checkpoint(trainer.best_path).float().eval()
+
+    # 4. export + threshold tuning on validation through the engine -----------------------------------------
+    t = time.perf_counter()
+    val_records = read_scenes(splits["val"])
+    test_records = read_scenes(splits["test"])
+    plain = out / "model_untuned.onnx"
+    _export(best, plain, recipe, None, {"recipe": recipe.name, "stage": "untuned"})
+    val_tracks = _engine_tracks(plain, val_records, recipe.eval_hop, recipe.eval_lookahead, threads)
+    val_gt, val_dur = ground_truth(val_records, labels)
+    thresholds, tuning = tune_thresholds(val_tracks, val_gt, labels)
+    val_default = score_events(tracks_to_events(val_tracks, labels, dict.fromkeys(labels, (0.5, 0.3))), val_gt,
+                               val_dur, labels)
+    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds), val_gt, val_dur, labels)
+    log(f"validation (engine, hop {recipe.eval_hop} s): event F1 {val_default['event_f1_macro']} -> "
+        f"{val_tuned['event_f1_macro']} with tuned thresholds, segment F1 {val_tuned['segment_f1_macro']}")
+    timings["tuning_s"] = round(time.perf_counter() - t, 1)
+
+    # 5. held-out test through the engine ----------------------------------------------------------------------
+    t = time.perf_counter()
+    tuned = out / "model_tuned.onnx"
+    _export(best, tuned, recipe, thresholds, {"recipe": recipe.name, "stage": "tuned"})
+    test_gt, test_dur = ground_truth(test_records, labels)
+    test_pred = _engine_events(tuned, test_records, recipe.eval_hop, recipe.eval_lookahead, threads)
+    write_events_tsv(test_pred, out / "test_predictions.tsv")
+    test = score_events(test_pred, test_gt, test_dur, labels)
+    variants = {}
+    for la in recipe.extra_lookaheads:
+        pred = _engine_events(tuned, test_records, recipe.eval_hop, la, threads)
+        s = score_events(pred, test_gt, test_dur, labels)
+        variants[f"lookahead_{la:g}s"] = {k: s[k] for k in ("event_f1_macro", "segment_f1_macro",
+                                                            "segment_f1_micro", "event_f1_micro")}
+    latency = measure_latency(tuned, runs=20 if recipe.quick else 100)
+    log(f"test (held-out, engine hop {recipe.eval_hop} s lookahead {recipe.eval_lookahead} s): event F1 macro "
+        f"{test['event_f1_macro']}, segment F1 macro {test['segment_f1_macro']} micro {test['segment_f1_micro']}; "
+        f"{latency['median_ms']} ms/window on 1 thread")
+    timings["evaluation_s"] = round(time.perf_counter() - t, 1)
+    timings["total_s"] = round(time.perf_counter() - t_all, 1)
+
+    # 6. final model with provenance -------------------------------------------------------------------------
+    import onnxruntime
+    import torch as _torch
+
+    figures = {
+        "validation": {"split": f"{recipe.n_val} scenes, seed {recipe.seeds['val']}, training ranges",
+                       "default_thresholds": _headline(val_default), "tuned_thresholds": _headline(val_tuned)},
+        "test": {"split": f"{recipe.n_test} scenes, seed {recipe.seeds['test']}, held-out ranges "
+                          "(SceneConfig.heldout), SNR -5..20 dB",
+                 **_headline(test), "per_class": test["per_class"], "variants": variants},
+        "engine": {"hop": recipe.eval_hop, "lookahead": recipe.eval_lookahead, "median_filter": 0.0,
+                   "min_duration": 0.0, "min_gap": 0.0},
+        "metrics": {"event_based": "sed_eval EventBasedMetrics, t_collar 0.2 s, offset max(0.2 s, 20% of length)",
+                    "segment_based": "sed_eval SegmentBasedMetrics, 1 s segments"},
+        "latency_1thread": latency,
+    }
+    provenance = {
+        "name": recipe.name,
+        "recipe": f"streamdet train --recipe {recipe.name}{' --quick' if recipe.quick else ''}",
+        "recipe_config": recipe.to_dict(),
+        "data": "synthetic scenes from streamdet.train.synth (procedural generators, espeak-ng speech); "
+                "no recorded audio",
+        "training": {"steps": summary["steps"], "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+                     "train_seconds": summary["train_seconds"], "seconds_per_step": round(step_s, 3),
+                     "final_loss": hist[-1].get("loss") if hist else None, "first_loss": _first_loss(out)},
+        "thresholds_tuning": tuning,
+        "evaluation": figures,
+        "checkpoint_sha256": _sha256(trainer.best_path),
+        "timings": timings,
+        "software": {"python": platform.python_version(), "torch": _torch.__version__,
+                     "onnxruntime": onnxruntime.__version__, "git_commit": _git_commit()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    final = out / f"{recipe.name}.onnx"
+    export_report = _export(best, final, recipe, thresholds, provenance)
+    import streamdet
+
+    det = streamdet.Detector(final, device="cpu", threads=threads)
+    example_events = det.detect_file(out / "example.wav")
+    report = {
+        "model": str(final),
+        "onnx_bytes": final.stat().st_size,
+        "onnx_sha256": _sha256(final),
+        "thresholds": {k: list(v) for k, v in thresholds.items()},
+        "figures": figures,
+        "training": provenance["training"],
+        "history": hist,
+        "timings": timings,
+        "example": {"events_expected": [[e.label, e.onset, e.offset] for e in example.events],
+                    "events_detected": [[e.label, round(e.onset, 3), round(e.offset or 0.0, 3)]
+                                        for e in example_events]},
+        "export": _jsonable(export_report),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    _plots(out, hist, test, labels, log)
+    if bundle_dir is not None:
+        bundle = Path(bundle_dir)
+        bundle.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(final, bundle / final.name)
+        shutil.copyfile(out / "example.wav", bundle / "example.wav")
+        shutil.copyfile(out / "example.tsv", bundle / "example.tsv")
+        log(f"bundled {final.name} and example.wav into {bundle}")
+    log(f"done in {_mmss(time.perf_counter() - t_all)}: {final} ({final.stat().st_size / 1e6:.1f} MB)")
+    return report
+
+
+def _headline(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: s[k] for k in ("event_f1_macro", "event_f1_micro", "segment_f1_macro", "segment_f1_micro",
+                              "segment_error_rate")}
+
+
+def _first_loss(out: Path) -> float | None:
+    path = out / "train" / "history.jsonl"
+    if not path.exists():
+        return None
+    first = path.read_text().splitlines()[:1]
+    return json.loads(first[0]).get("loss") if first else None
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    try:
+        return json.loads(json.dumps(obj, default=str))
+    except (TypeError, ValueError):
+        return str(obj)
+
+
+def _plots(out: Path, history: list, test: Mapping[str, Any], labels: list[str], log: _Log) -> None:
+    """Loss / validation curves and per-class test F1 as PNGs (skipped without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: no figures")
+        return
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ep = [h["epoch"] for h in history]
+    ax[0].plot(ep, [h.get("loss") for h in history], "o-", label="total")
+    ax[0].plot(ep, [h.get("clip_loss") for h in history], "s--", label="clip BCE")
+    ax[0].plot(ep, [h.get("frame_loss") for h in history], "^--", label="frame BCE")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_title("training loss")
+    ax[0].legend()
+    if history and "val" in history[0]:
+        for key, name in (("event_f1_macro", "event F1 (0.5/0.3)"), ("segment_f1_macro", "segment F1"),
+                          ("clip_map", "clip mAP")):
+            ax[1].plot(ep, [h["val"].get(key) for h in history], "o-", label=name)
+        ax[1].set_ylim(0, 1)
+        ax[1].set_title("validation (offline, default thresholds)")
+        ax[1].set_xlabel("epoch")
+        ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(fig_dir / "training.png", dpi=90)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    x = np.arange(len(labels))
+    pc = test["per_class"]
+    ax.bar(x - 0.2, [pc[c]["event_f1"] or 0 for c in labels], 0.4, label="event F1 (200 ms)")
+    ax.bar(x + 0.2, [pc[c]["segment_f1"] or 0 for c in labels], 0.4, label="segment F1 (1 s)")
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_title("held-out test, per class (engine, tuned thresholds)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "test_per_class.png", dpi=90)
+    plt.close(fig)
+
