@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
@@ -228,3 +229,79 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(cli, cli_case, tmp_path: Pa
     assert [json.loads(line)["label"] for line in lines] == [truth[0][0]]  # stdout: results only
     piped = cli("file", long, "--model", cli_case.model, "-f", "jsonl")  # stderr not a terminal: no bar
     assert "━" not in piped.stderr and "%" not in piped.stderr
+
+
+def test_ctrl_c_stops_the_batch_keeps_finished_results_and_exits_130(cli, cli_case, tmp_path: Path) -> None:
+    x, truth = cli_case.scene([(0, 20.0, 5.0)], 300.0, 16000)
+    big = tmp_path / "big.wav"
+    sf.write(big, x, 16000, subtype="PCM_16")
+    names = []
+    for i in range(12):  # twelve inputs (links to one file): far more work than a signal takes to arrive
+        link = tmp_path / f"copy{i:02d}.wav"
+        link.symlink_to(big)
+        names.append(str(link))
+    proc = subprocess.Popen([*cli.command, "file", *names, "--model", str(cli_case.model), "-f", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # the first file is done
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    rows = [json.loads(line) for line in [first, *out.splitlines()]]  # every line written is whole
+    assert all(r["label"] == truth[0][0] for r in rows)
+    finished = len({r["file"] for r in rows})
+    assert 1 <= finished < len(names)
+    assert f"interrupted after {finished} of {len(names)} file(s)" in err and "Traceback" not in err
+
+
+def test_log_mel_covers_the_whole_file_and_keeps_short_sounds(tmp_path: Path) -> None:
+    from streamdet.cli.plotting import FLOOR_DB, log_mel
+
+    sr = 16000
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(2 * sr, np.float32), sr)
+    spec, step, start, _ = log_mel(silent)
+    assert start <= 0.0 and start + spec.shape[1] * step >= 2.0 - 1e-9  # no strip left blank at either end
+    assert np.all(spec == FLOOR_DB)
+    # A 30 ms click in a long file, with columns much wider than one FFT frame: still in the picture.
+    x = np.zeros(600 * sr, np.float32)
+    t = np.arange(int(0.03 * sr)) / sr
+    x[int(301.013 * sr) : int(301.013 * sr) + len(t)] = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    click = tmp_path / "click.wav"
+    sf.write(click, x, sr)
+    spec, step, start, _ = log_mel(click, max_columns=1000)
+    assert spec.shape[1] <= 1000 and step >= 0.5
+    assert start <= 0.0 and start + spec.shape[1] * step >= 600.0 - 1e-9
+    loud = int(np.argmax(spec.max(axis=0)))
+    assert start + loud * step <= 301.013 <= start + (loud + 1) * step and spec.max() > FLOOR_DB + 40
+
+
+def test_default_format_is_a_table_on_a_terminal_and_jsonl_in_a_pipe(cli, cli_case, audio) -> None:
+    wav = audio["good"] / "a.wav"
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([*cli.command, "file", str(wav), "--model", str(cli_case.model)], stdout=slave,
+                              stderr=subprocess.PIPE, timeout=120, env={**os.environ, "COLUMNS": "120"})
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, proc.stderr
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert "confidence" in terminal and "━" in terminal and "{" not in terminal  # a table, not JSON
+    for label, onset, _ in audio["truth"][str(wav)]:
+        assert label in terminal and f"{onset:.2f}" in terminal
+    piped = cli("file", wav, "--model", cli_case.model)
+    assert piped.returncode == 0
+    assert [json.loads(line)["label"] for line in piped.stdout.splitlines()] == [
+        label for label, _, _ in audio["truth"][str(wav)]]

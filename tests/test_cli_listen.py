@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +135,54 @@ def test_ctrl_c_closes_open_events_prints_them_and_exits_130(cli, cli_case, puls
     assert "closed at the stop" in stderr and "interrupted" in stderr and "Traceback" not in stderr
 
 
+def _read_all(fd: int, into: list[bytes]) -> None:
+    """Read a pty's master side until the other side closes (keeps the writer from blocking)."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.append(chunk)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_terminal_stdout_gets_the_live_view_and_a_summary(cli, cli_case, pulse_sink: str, tmp_path: Path) -> None:
+    x, truth = cli_case.scene([(0, 0.3, 0.8), (2, 1.5, 0.8)], 2.6, 48000)
+    wav = tmp_path / "scene.wav"
+    sf.write(wav, x, 48000)
+    master, slave = pty.openpty()
+    env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor", "COLUMNS": "100", "TERM": "xterm-256color"}
+    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(cli_case.model), "--hop",
+                             "0.25", "--duration", "4.5"], stdout=slave, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(slave)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(master, chunks), daemon=True)
+    reader.start()
+    err = Lines(proc.stderr)
+    try:
+        err.wait_for(lambda line: line.startswith("listening on pulse"), timeout=30)
+        subprocess.run(["paplay", "-d", pulse_sink, str(wav)], check=True, timeout=30)
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        reader.join(10)
+        os.close(master)
+    assert code == 0, err.rest()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert "streamdet listen · pulse @" in screen and "Ctrl-C to stop" in screen  # the live panel
+    assert "dBFS" in screen and "lost 0.00 s" in screen and "latency" in screen
+    for label in cli_case.labels:
+        assert re.search(rf"│\s*{label} [█·│]+ \d\.\d\d", screen), label  # a meter per class
+    summary = screen[screen.rindex("events") :]  # the table printed after the view
+    found = [line.split("│")[2].strip() for line in summary.splitlines() if line.count("│") > 4]
+    assert found == [label for label, _, _ in truth], summary
+    assert "{" not in screen  # no JSON on a terminal
+    assert "2 event(s)" in "".join(err.rest())
+
+
 def test_missing_device_is_a_usage_error(cli, cli_case) -> None:
     result = cli("listen", "--device", "no-such-device-xyz", "--model", cli_case.model, "--duration", "1")
     assert result.returncode == 2, result.stderr
@@ -141,31 +191,55 @@ def test_missing_device_is_a_usage_error(cli, cli_case) -> None:
     assert result.returncode == 2 and "97" in result.stderr and "Traceback" not in result.stderr
 
 
-def _fake_listen(det: streamdet.Detector, x: np.ndarray, sr: int) -> LiveStream:
-    """A LiveStream without a device, fed ``x`` in 50 ms blocks by a thread, which then stops (the device
-    vanished)."""
+class _UnpluggedDevice:
+    """What sounddevice's InputStream looks like once its device is gone: no longer ``active``."""
+
+    active = False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _fake_listen(det: streamdet.Detector, x: np.ndarray, sr: int, unplugged: bool) -> LiveStream:
+    """A LiveStream without a device that has delivered ``x`` (in 50 ms blocks through the PortAudio callback)
+    and then nothing more: the device vanished. With ``unplugged`` PortAudio also reports the stream inactive
+    (a USB device pulled out); without, the audio just stops coming (a stalled server or driver).
+
+    The blocks are delivered before the listen loop starts, so how the test process is scheduled (this
+    machine may be busy) cannot make the stall look like it began before the audio ended."""
     live = LiveStream(det, sample_rate=sr, name="fake", open_device=False)
-
-    def feed() -> None:
-        for start in range(0, len(x), sr // 20):
-            live._callback(x[start : start + sr // 20, None], len(x[start : start + sr // 20]), None, None)
-            time.sleep(0.005)
-
-    threading.Thread(target=feed, daemon=True).start()
+    block = sr // 20
+    for start in range(0, len(x), block):
+        chunk = x[start : start + block, None]
+        live._callback(chunk, len(chunk), None, None)
+    if unplugged:
+        live._sd_stream = _UnpluggedDevice()
     return live
 
 
-def test_device_vanishing_mid_stream_closes_events_and_exits_1(cli_case, monkeypatch) -> None:
+@pytest.mark.parametrize(("unplugged", "message"), [(False, "no audio from the device for"),
+                                                    (True, "the input stream stopped")])
+def test_device_vanishing_mid_stream_closes_events_and_exits_1(cli_case, monkeypatch, unplugged: bool,
+                                                               message: str) -> None:
     x, truth = cli_case.scene([(0, 0.5, 1.0), (2, 1.8, 5.0)], 3.0, 16000)  # the second is open at the end
     monkeypatch.setattr(listen_cmd, "STALL_SECONDS", 0.5)
-    monkeypatch.setattr(streamdet.Detector, "listen", lambda self, device, **kw: _fake_listen(self, x, 16000))
+    monkeypatch.setattr(streamdet.Detector, "listen",
+                        lambda self, device, **kw: _fake_listen(self, x, 16000, unplugged))
     result = CliRunner().invoke(app, ["listen", "--model", str(cli_case.model), "--format", "jsonl"])
     assert result.exit_code == 1, result.output
     updates = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(u["type"], u["label"]) for u in updates] == [("onset", truth[0][0]), ("offset", truth[0][0]),
                                                           ("onset", truth[1][0]), ("offset", truth[1][0])]
     assert updates[-1]["offset"] == pytest.approx(3.0, abs=0.06)  # closed where the audio ended
-    assert "no audio from the device" in result.output and "closed at the stop" in result.output
+    assert f"error: default input: {message}" in result.stderr
+    assert f"1 open event(s) closed at the stop: {truth[1][0]} " in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_terminal_view_shows_meters_events_level_lost_and_latency(cli_case) -> None:

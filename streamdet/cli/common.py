@@ -31,6 +31,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def warn(message: str) -> None:
+    """Print ``warning: message`` on stderr."""
     typer.echo(f"warning: {message}", err=True)
 
 
@@ -48,6 +49,7 @@ def resolve_model(model: str | None) -> Path | None:
 
 
 def bundled_models() -> list[Path]:
+    """The ``.onnx`` files installed with streamdet (the names ``--model`` accepts), sorted."""
     from ..session import BUNDLED_DIR
 
     return sorted(BUNDLED_DIR.glob("*.onnx")) if BUNDLED_DIR.is_dir() else []
@@ -129,6 +131,7 @@ def import_sounddevice() -> Any:
 
 
 def stdout_is_terminal() -> bool:
+    """Whether stdout is an interactive terminal (False when it is closed or replaced by a non-file)."""
     try:
         return sys.stdout.isatty()
     except (AttributeError, ValueError):

@@ -9,17 +9,24 @@ and the others still run; the exit code is then 1. Usage errors exit 2, Ctrl-C e
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
 from .common import MODEL_HELP, THRESHOLD_HELP, THRESHOLDS_HELP, fail, load_detector, model_line, parse_thresholds
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
+
+if TYPE_CHECKING:
+    from ..detector import Detector, FileRun
+    from ..events import Event
 
 # What a folder is searched for (recursively). Files named explicitly are tried whatever their extension.
 AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
@@ -45,6 +52,30 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]
             problems.append((str(path), "no such file or directory"))
     unique = list(dict.fromkeys(files))
     return unique, problems
+
+
+class HoldInterrupt:
+    """Hold Ctrl-C off while a file's results are written and counted, then raise it: the
+    ``interrupted after N of M file(s)`` line always matches what was written. A no-op outside the main
+    thread (signal handlers can only be set there) and when SIGINT is ignored."""
+
+    def __enter__(self) -> HoldInterrupt:
+        self.pending = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.previous is None:
+            return
+        signal.signal(signal.SIGINT, self.previous)
+        if self.pending and self.previous is not signal.SIG_IGN and exc_type is None:
+            raise KeyboardInterrupt
 
 
 def _plot_name(audio: Path, used: set[str]) -> str:
@@ -129,12 +160,17 @@ def file_command(
     used_png: set[str] = set()
     try:
         for path in files:
-            ok = _process(det, path, writer, err, plot, used_png)
-            if ok is None:
+            run = _detect(det, path, err, record_scores=plot is not None)
+            if run is None:
                 failed += 1
-            else:
+                continue
+            events = sorted(run.events, key=lambda e: (e.onset, e.offset, e.label))
+            with HoldInterrupt():
+                writer.add(str(path), events, run.duration)
                 done += 1
-                n_events += ok
+                n_events += len(events)
+            if plot is not None and not _plot(det, path, run, events, plot, used_png):
+                failed += 1  # the results are out; the plot is what failed
         writer.finish()
     except KeyboardInterrupt:
         writer.finish()
@@ -158,8 +194,9 @@ def file_command(
         raise typer.Exit(1)
 
 
-def _process(det: Any, path: Path, writer: Any, err: Any, plot: Path | None, used_png: set[str]) -> int | None:
-    """Run one file; write its events; return the event count, or None when it failed (reported)."""
+def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun | None:
+    """Run one file (a progress bar on a terminal for long files); return the finished run, or None when
+    it failed (reported on stderr with the file name and the reason)."""
     from ..audio_io import AudioFileError
 
     name = str(path)
@@ -167,7 +204,7 @@ def _process(det: Any, path: Path, writer: Any, err: Any, plot: Path | None, use
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            run = det.open_file(path, name=name, record_scores=plot is not None)
+            run = det.open_file(path, name=name, record_scores=record_scores)
             if err.is_terminal and run.duration >= PROGRESS_MIN_SECONDS:
                 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -190,18 +227,20 @@ def _process(det: Any, path: Path, writer: Any, err: Any, plot: Path | None, use
     except (OSError, ValueError, RuntimeError) as exc:  # anything else about this one input
         typer.echo(f"error: {name}: {exc}", err=True)
         return None
-    events = sorted(run.events, key=lambda e: (e.onset, e.offset, e.label))
-    writer.add(name, events, run.duration)
-    if plot is not None:
-        from .plotting import plot_file
+    return run
 
-        png = plot / _plot_name(path, used_png)
-        track = run.stream.score_track()
-        try:
-            plot_file(png, path, det.labels, track.scores, track.frame_seconds, events, run.duration,
-                      det.thresholds, title=f"{name}  —  {det.session.path.name}, hop {det.hop:g} s")
-        except Exception as exc:  # a plot problem must not lose the results
-            typer.echo(f"error: {name}: plot failed ({type(exc).__name__}: {exc})", err=True)
-            return None
-        typer.echo(f"plot: {png}", err=True)
-    return len(events)
+
+def _plot(det: Detector, path: Path, run: FileRun, events: list[Event], plot: Path, used_png: set[str]) -> bool:
+    """Write the file's PNG into ``plot``; False (reported) when that failed."""
+    from .plotting import plot_file
+
+    png = plot / _plot_name(path, used_png)
+    track = run.stream.score_track()
+    try:
+        plot_file(png, path, det.labels, track.scores, track.frame_seconds, events, run.duration,
+                  det.thresholds, title=f"{path}  —  {det.session.path.name}, hop {det.hop:g} s")
+    except Exception as exc:  # a plot problem must not lose the results
+        typer.echo(f"error: {path}: plot failed ({type(exc).__name__}: {exc})", err=True)
+        return False
+    typer.echo(f"plot: {png}", err=True)
+    return True

@@ -21,7 +21,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -36,6 +36,11 @@ from .common import (
     parse_thresholds,
     stdout_is_terminal,
 )
+
+if TYPE_CHECKING:
+    from ..detector import Detector
+    from ..events import Update
+    from ..live import LiveStream
 
 STALL_SECONDS = 3.0  # no audio from the device for this long (after the first block): it vanished
 START_SECONDS = 10.0  # no first block within this long: the device delivers nothing (some take ~2 s to start)
@@ -98,7 +103,7 @@ def _clock(wall: float | None) -> str:
 class LiveView:
     """The rich renderable of the terminal view (rebuilt on every refresh)."""
 
-    def __init__(self, det: Any, live: Any, device_label: str) -> None:
+    def __init__(self, det: Detector, live: LiveStream, device_label: str) -> None:
         self.det = det
         self.live = live
         self.device_label = device_label
@@ -106,7 +111,8 @@ class LiveView:
         self.t0 = time.monotonic()
         self.n_events = 0
 
-    def add(self, update: Any) -> None:
+    def add(self, update: Update) -> None:
+        """Record an onset (a new row, newest first) or an offset (closes its row) for the events list."""
         if update.type == "onset":
             self.n_events += 1
             self.recent.appendleft({"label": update.label, "onset": update.onset, "offset": None,
@@ -120,7 +126,10 @@ class LiveView:
         self.recent.appendleft({"label": update.label, "onset": update.onset, "offset": update.offset,
                                 "confidence": update.confidence, "wall": update.wall_time})
 
-    def render(self) -> Any:
+    def render(self, height: int | None = None) -> Any:
+        """A rich Panel: a status line with the input level, lost audio, latency and backlog, per-class meters
+        against the on threshold, and the recent events with their times. With ``height`` (the terminal's
+        rows) the events list is shortened so that the panel fits: rich would otherwise crop its bottom."""
         from rich.console import Group
         from rich.panel import Panel
         from rich.table import Table
@@ -153,7 +162,10 @@ class LiveView:
         for col, justify in (("time", "left"), ("label", "left"), ("onset s", "right"), ("duration", "right"),
                              ("conf", "right")):
             events.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for item in self.recent:
+        rows = len(self.recent)
+        if height is not None:  # border 2, status 2, blank lines 2, meters, events header
+            rows = max(1, min(rows, height - 7 - len(det.labels)))
+        for item in list(self.recent)[:rows]:
             open_ = item["offset"] is None
             duration = (live.stream.position - item["onset"]) if open_ else item["offset"] - item["onset"]
             events.add_row(_clock(item["wall"]), Text(item["label"], style="bold green" if open_ else ""),
@@ -176,7 +188,7 @@ class LiveView:
         elapsed = time.monotonic() - self.t0
         title = (f"streamdet listen · {self.device_label} @ {live.sample_rate:g} Hz · "
                  f"{det.session.path.name} · {elapsed:.0f} s · {self.n_events} event(s)")
-        return Panel(Group(meters, Text(""), events, Text(""), status), title=title, title_align="left",
+        return Panel(Group(status, Text(""), meters, Text(""), events), title=title, title_align="left",
                      subtitle="Ctrl-C to stop", subtitle_align="right")
 
 
@@ -278,7 +290,7 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
         if view is not None:
             from rich.live import Live
 
-            display = Live(view.render(), console=console, refresh_per_second=10, transient=False)
+            display = Live(view.render(console.size.height), console=console, refresh_per_second=10, transient=False)
             display.start()
         while True:
             update = live.get(timeout=0.1)
@@ -287,7 +299,7 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
                 drain()
             now = time.monotonic()
             if display is not None:
-                display.update(view.render())
+                display.update(view.render(console.size.height))
             if duration is not None and now - start >= duration:
                 break
             end = live.ring.end

@@ -39,13 +39,17 @@ class EventWriter:
         self.out = out
 
     def add(self, name: str, events: Sequence[Event], duration: float) -> None:
+        """Write (or collect) the finished events of one file of ``duration`` seconds."""
         raise NotImplementedError
 
     def finish(self) -> None:
+        """Write whatever is still held back and flush; called once at the end (also after Ctrl-C)."""
         self.out.flush()
 
 
 class JsonlWriter(EventWriter):
+    """One JSON object per event; a file without events writes nothing."""
+
     def add(self, name: str, events: Sequence[Event], duration: float) -> None:
         for ev in events:
             obj = {"file": name, "label": ev.label, "onset": _t(ev.onset), "offset": _t(ev.offset),
@@ -55,6 +59,8 @@ class JsonlWriter(EventWriter):
 
 
 class DelimitedWriter(EventWriter):
+    """CSV or TSV rows with a header; a file without events is one row with empty fields."""
+
     def __init__(self, out: IO[str], delimiter: str, confidence: bool) -> None:
         super().__init__(out)
         self.confidence = confidence
@@ -71,6 +77,8 @@ class DelimitedWriter(EventWriter):
 
 
 class TableWriter(EventWriter):
+    """A rich table of every file's events, printed by :meth:`finish` (colour only on a terminal)."""
+
     def __init__(self, out: IO[str], color: bool = False) -> None:
         super().__init__(out)
         self.files: list[tuple[str, Sequence[Event], float]] = []
@@ -106,6 +114,7 @@ class TableWriter(EventWriter):
 
 
 def make_writer(fmt: str, out: IO[str], color: bool = False) -> EventWriter:
+    """The writer for ``fmt`` (one of :data:`FORMATS`) on ``out``; ``color`` only matters for ``table``."""
     if fmt == "jsonl":
         return JsonlWriter(out)
     if fmt == "tsv":

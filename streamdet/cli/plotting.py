@@ -1,9 +1,11 @@
 """``streamdet file --plot DIR``: one PNG per file with three rows on one time axis:
 
 1. the log-mel spectrogram (numpy: framed FFT and a triangular mel filterbank, computed block by block so a
-   long file is never loaded whole, with the frame hop widened to keep at most ~4000 columns);
+   long file is never loaded whole; for a long file, consecutive frames are averaged into at most ~4000
+   columns; digital silence is drawn black);
 2. the per-class score track the events were derived from, as a heat map (0..1);
-3. the detected events as labelled bars, one row per class.
+3. the detected events as labelled bars, one row per class (the label inside the bar when it fits, else
+   just after it, so a short event never looks longer than it is).
 
 matplotlib (the ``plot`` extra) is imported only here and only when a plot is made; the object-oriented
 API with the Agg canvas is used, so no GUI backend or pyplot state is involved.
@@ -20,6 +22,7 @@ from ..events import Event
 
 PLOT_EXTRA_HINT = "--plot needs matplotlib, which is not installed: pip install 'streamdet[plot]'"
 MAX_COLUMNS = 4000
+FLOOR_DB = -100.0  # power floor of the spectrogram (digital silence)
 
 
 class PlotUnavailableError(RuntimeError):
@@ -53,11 +56,17 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
 
 
-def log_mel(path: str | Path, n_mels: int = 64, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, float, float]:
-    """Log-mel spectrogram of an audio file in dB: ``(S [n_mels, T], column_seconds, fmax)``.
+def log_mel(
+    path: str | Path, n_mels: int = 64, max_columns: int = MAX_COLUMNS
+) -> tuple[np.ndarray, float, float, float]:
+    """Log-mel spectrogram of an audio file in dB: ``(S [n_mels, T], column_seconds, start_seconds, fmax)``.
 
-    Column ``j`` is the frame starting at ``j * column_seconds``. 25 ms Hann frames (FFT size the next
-    power of two), 10 ms hop, or a longer hop so that there are at most ``max_columns`` columns.
+    25 ms Hann frames (FFT size the next power of two) centred every 10 ms, the signal zero-padded by half
+    a frame at both ends, so the columns cover the whole file. When that would give more than
+    ``max_columns`` columns, each column is the mean power of ``k`` consecutive 10 ms frames (every
+    sample still counts: a short sound in a long file is not stepped over). Column ``j`` spans
+    ``start_seconds + j * column_seconds`` to the next column; values are clamped at ``FLOOR_DB``
+    (digital silence) and at 80 dB below the loudest value.
     """
     import soundfile as sf
 
@@ -66,28 +75,55 @@ def log_mel(path: str | Path, n_mels: int = 64, max_columns: int = MAX_COLUMNS) 
     info = sf.info(str(path))
     sr = int(info.samplerate)
     n_fft = 1 << int(np.ceil(np.log2(max(0.025 * sr, 64))))
-    hop = max(int(0.010 * sr), int(np.ceil(info.frames / max_columns)), 1)
+    hop = max(1, round(0.010 * sr))
+    n_frames = -(-(2 * max(info.frames, 0) + hop) // (2 * hop))  # frames centred 0, hop, ...: the last reaches the end
+    pool = max(1, -(-n_frames // max_columns))
     fmax = min(sr / 2, 16000.0)
-    fb = mel_filterbank(sr, n_fft, n_mels, 0.0, fmax)
+    fb_t = mel_filterbank(sr, n_fft, n_mels, 0.0, fmax).T.copy()
     window = np.hanning(n_fft).astype(np.float32)
-    columns: list[np.ndarray] = []
-    carry = np.zeros(0, np.float32)
-    for block in read_blocks(path, 1 << 18, allow_empty=True):
-        buf = np.concatenate([carry, to_mono(block)])
+
+    def mel_frames(buf: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, int]:
+        """Mel power of the complete frames in ``buf`` (``[n, n_mels]``) and their count."""
         n = 0 if len(buf) < n_fft else 1 + (len(buf) - n_fft) // hop
-        if n:
-            frames = np.lib.stride_tricks.sliding_window_view(buf, n_fft)[::hop][:n]
-            spec = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-            columns.append((spec.astype(np.float32) @ fb.T).T)
+        if limit is not None:
+            n = min(n, limit)
+        if n <= 0:
+            return np.zeros((0, n_mels), np.float32), 0
+        frames = np.lib.stride_tricks.sliding_window_view(buf, n_fft)[::hop][:n]
+        power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+        return power.astype(np.float32) @ fb_t, n
+
+    columns: list[np.ndarray] = []
+    pending = np.zeros((0, n_mels), np.float32)  # frames not yet pooled into a column
+
+    def take(final: bool) -> None:
+        nonlocal pending
+        whole = len(pending) // pool * pool
+        if whole:
+            columns.append(pending[:whole].reshape(-1, pool, n_mels).mean(axis=1))
+        if final and len(pending) > whole:
+            columns.append(pending[whole:].mean(axis=0, keepdims=True))
+        pending = pending[len(pending) if final else whole :]
+
+    carry = np.zeros(n_fft // 2, np.float32)  # centring: frame j is centred on sample j * hop
+    total = produced = 0
+    for block in read_blocks(path, 1 << 18, allow_empty=True):
+        mono = to_mono(block)
+        total += len(mono)
+        buf = np.concatenate([carry, mono])
+        mel, n = mel_frames(buf)
+        pending = np.concatenate([pending, mel])
+        produced += n
         carry = buf[n * hop :]
-    if carry.size:  # the tail: one zero-padded frame
-        frame = np.zeros(n_fft, np.float32)
-        frame[: min(n_fft, carry.size)] = carry[:n_fft]
-        columns.append((np.abs(np.fft.rfft(frame * window)) ** 2 @ fb.T)[:, None].astype(np.float32))
-    mel = np.concatenate(columns, axis=1) if columns else np.zeros((n_mels, 1), np.float32)
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+        take(final=False)
+    wanted = max(1, -(-(2 * total + hop) // (2 * hop)))  # as n_frames, from the samples actually read
+    mel, n = mel_frames(np.concatenate([carry, np.zeros(n_fft, np.float32)]), limit=wanted - produced)
+    pending = np.concatenate([pending, mel])
+    take(final=True)
+    spec = np.concatenate(columns, axis=0).T
+    db = np.maximum(10.0 * np.log10(np.maximum(spec, 1e-30)), FLOOR_DB)
     db = np.maximum(db, db.max() - 80.0)
-    return db, hop / sr, fmax
+    return db, pool * hop / sr, -0.5 * hop / sr, fmax
 
 
 def plot_file(
@@ -103,10 +139,11 @@ def plot_file(
 ) -> Path:
     """Write the three-row figure for one file to ``png`` and return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    spec, column_seconds, fmax = log_mel(audio)
+    spec, column_seconds, start_seconds, fmax = log_mel(audio)
     n_mels = spec.shape[0]
     n_cls = len(labels)
     duration = max(duration, 1e-3)
@@ -117,14 +154,18 @@ def plot_file(
     ax_spec, ax_score, ax_ev = fig.subplots(3, 1, sharex=True, height_ratios=heights)
     fig.suptitle(title or Path(audio).name, x=0.01, ha="left", fontsize=11)
 
+    loudest = float(spec.max())
+    vmax = max(loudest, FLOOR_DB + 20.0)  # a silent file: everything at the floor, drawn black
     im = ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                        extent=(0.0, spec.shape[1] * column_seconds, 0, n_mels))
+                        vmin=max(FLOOR_DB, vmax - 80.0), vmax=vmax,
+                        extent=(start_seconds, start_seconds + spec.shape[1] * column_seconds, 0, n_mels))
     ticks_hz = [f for f in (0, 250, 500, 1000, 2000, 4000, 8000, 16000) if f <= fmax]
     mel_max = float(_hz_to_mel(fmax))
     ax_spec.set_yticks([float(_hz_to_mel(f)) / mel_max * n_mels for f in ticks_hz])
     ax_spec.set_yticklabels([f"{f / 1000:g}k" if f >= 1000 else str(f) for f in ticks_hz])
     ax_spec.set_ylabel("Hz (mel scale)")
-    ax_spec.set_title("log-mel spectrogram", loc="left", fontsize=9)
+    silent = " (digital silence)" if loudest <= FLOOR_DB + 1e-6 else ""
+    ax_spec.set_title(f"log-mel spectrogram{silent}", loc="left", fontsize=9)
     cax = ax_spec.inset_axes((1.005, 0.0, 0.008, 1.0))
     fig.colorbar(im, cax=cax).set_label("dB", fontsize=8)
 
@@ -146,6 +187,7 @@ def plot_file(
     ax_score.set_title("class scores" + on_text, loc="left", fontsize=9)
 
     colors = [f"C{i % 10}" for i in range(n_cls)]
+    captions = []
     for ev in events:
         if ev.label not in labels:
             continue
@@ -153,9 +195,11 @@ def plot_file(
         offset = ev.offset if ev.offset is not None else duration
         ax_ev.broken_barh([(ev.onset, offset - ev.onset)], (row - 0.38, 0.76), facecolors=colors[row],
                           edgecolors="black", linewidth=0.5)
-        ax_ev.text(ev.onset + 0.02 * min(1.0, offset - ev.onset), row, f" {ev.label} {ev.confidence:.2f}",
-                   va="center", ha="left", fontsize=7, color="white", clip_on=True,
-                   bbox={"boxstyle": "square,pad=0.1", "facecolor": colors[row], "edgecolor": "none"})
+        r, g, b = to_rgb(colors[row])
+        ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.6 else "white"
+        text = ax_ev.text(ev.onset, row, f" {ev.label} {ev.confidence:.2f} ", va="center", ha="left", fontsize=7,
+                          color=ink, clip_on=True)
+        captions.append((text, ev.onset, offset))
     ax_ev.set_ylim(n_cls - 0.5, -0.5)
     ax_ev.set_yticks(range(n_cls))
     ax_ev.set_yticklabels(labels)
@@ -166,6 +210,14 @@ def plot_file(
     if not events:
         ax_ev.legend(handles=[Patch(color="none", label="no events")], loc="upper right", frameon=False,
                      fontsize=8)
+    if captions:  # a caption wider than its bar goes after the bar, in black
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        for text, onset, offset in captions:
+            left, right = ax_ev.transData.transform([(onset, 0.0), (offset, 0.0)])[:, 0]
+            if text.get_window_extent(renderer).width > right - left:
+                text.set_x(offset)
+                text.set_color("black")
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
