@@ -31,9 +31,11 @@ def train_command(
     epochs: int | None = typer.Option(None, "--epochs", help="Override the recipe's number of epochs.",
                                       show_default=False),
 ) -> None:
-    """Train a model with a recipe: synthesise scenes, train, tune per-class thresholds on the validation split,
-    export ONNX with provenance, evaluate on the held-out test split through the runtime engine.
-    Exit 0 on success, 1 if a stage fails, 2 on usage errors."""
+    """Train a model with a recipe, end to end.
+
+    Synthesise scenes, train, tune per-class thresholds on the validation split, export ONNX with provenance,
+    evaluate on the held-out test split through the runtime engine. Exit 0 on success, 1 if a stage fails,
+    2 on usage errors."""
     for name, value in (("--workers", workers), ("--threads", threads), ("--epochs", epochs)):
         if value is not None and value < 1:
             fail(f"{name} must be at least 1, got {value}", 2)
