@@ -1,1 +1,25 @@
-"""streamdet.export: PyTorch models to streamdet ONNX files, with verification (needs torch)."""
+"""streamdet.export: PyTorch models to streamdet ONNX files, with verification (needs torch).
+
+Public API::
+
+    from streamdet.export import to_onnx
+    report = to_onnx("HTSAT_AudioSet_Saved_1.ckpt", "htsat.onnx")              # any checkpoint load_checkpoint reads
+    report = to_onnx(model, "alerts.onnx", window_seconds=2.0, precision="int8", thresholds={...})
+    print(report.verification.max_abs_diff)
+"""
+
+from .errors import ExportError
+from .graph import WindowPlan, plan_window
+from .onnx_export import FP32_TOLERANCE, ExportReport, read_labels_file, to_onnx
+from .precision import PRECISIONS
+
+__all__ = [
+    "FP32_TOLERANCE",
+    "PRECISIONS",
+    "ExportError",
+    "ExportReport",
+    "WindowPlan",
+    "plan_window",
+    "read_labels_file",
+    "to_onnx",
+]

@@ -167,7 +167,7 @@ def _read_torch_file(path: Path, allow_pickle: bool) -> Any:
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         if not allow_pickle or not _is_weights_only_refusal(exc):
             hint = " (pass allow_pickle=True if you trust it)" if _is_weights_only_refusal(exc) else ""
-            message = f"{path.name}: cannot read as a PyTorch checkpoint{hint}: {_first_line(exc)}"
+            message = f"{path.name}: cannot read as a PyTorch checkpoint{hint}: {_why_unreadable(path, exc)}"
             raise CheckpointError(message) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -179,6 +179,20 @@ def _is_weights_only_refusal(exc: Exception) -> bool:
     """True when ``weights_only=True`` refused a global that a full unpickle could resolve."""
     text = str(exc)
     return "Unsupported global" in text or "Unsupported operand" in text
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file ``torch.load`` refused: empty, not a torch.save file at all, or torch's reason."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return f"{type(err).__name__}: {err.strerror or err}"
+    if not head:
+        return "the file is empty"
+    if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip archive (or, legacy, a pickle)
+        return f"not a torch.save file (neither a zip archive nor a pickle; it starts with {head!r})"
+    return _first_line(exc)
 
 
 def _first_line(exc: Exception) -> str:

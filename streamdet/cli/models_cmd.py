@@ -124,13 +124,16 @@ def _json_text(value: Any) -> str:
 def show_command(
     model: str = typer.Argument(..., help="A model file (.onnx) or the name of a bundled model."),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON, the provenance in full "
+                                                        "(same as --format json)."),
 ) -> None:
     """Show what a model file contains: labels, sample rate, window, step, precision, thresholds,
-    inputs/outputs with shapes, provenance. Exit 1 when it is not a valid streamdet model."""
+    inputs/outputs with shapes, a summary of the provenance (--json for all of it).
+    Exit 1 when it is not a valid streamdet model."""
     if output_format not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}", 2)
     info = _load_info(model)
-    if output_format == "json":
+    if as_json or output_format == "json":
         sys.stdout.write(_json_text(info) + "\n")
     else:
         _print_info(info)
@@ -172,8 +175,68 @@ def _print_info(info: dict[str, Any]) -> None:
     if info["producer"] or info["graph"]:
         table.add_row("producer", f"{info['producer']} (graph {info['graph']})")
     if info.get("provenance"):
-        table.add_row("provenance", _json_text(info["provenance"]))
+        lines = [f"{key}: {text}" for key, text in provenance_summary(info["provenance"])]
+        table.add_row("provenance", "\n".join(lines))
     console.print(table)
+
+
+SUMMARISED = ("source", "name", "recipe", "stage", "evaluation", "figures", "exported", "checkpoint_sha256")
+"""Provenance entries that :func:`provenance_summary` condenses; the others are only named."""
+FIGURE_SKIP = ("per_class", "variants", "split")
+MAX_FIGURE_LINES = 6
+
+
+def provenance_summary(provenance: dict[str, Any]) -> list[tuple[str, str]]:
+    """A few readable ``(what, text)`` lines from a model's provenance: source checkpoint (name, sha256, format),
+    recipe, key evaluation figures, the versions it was exported with, and the names of the other entries."""
+    rows: list[tuple[str, str]] = []
+    source = provenance.get("source")
+    if isinstance(source, dict):
+        parts = [str(source.get("file") or "?")]
+        parts += [f"sha256 {source['sha256']}"] if source.get("sha256") else []
+        parts += [f"format {source['format']}"] if source.get("format") else []
+        rows.append(("source", ", ".join(parts)))
+    elif source:
+        rows.append(("source", str(source)))
+    if provenance.get("checkpoint_sha256"):
+        rows.append(("checkpoint", f"sha256 {provenance['checkpoint_sha256']}"))
+    inner = provenance.get("model_provenance")
+    recipe = provenance.get("recipe") or (inner.get("recipe") if isinstance(inner, dict) else None)
+    if recipe or provenance.get("name") or provenance.get("stage"):
+        extra = [f"{k} {provenance[k]}" for k in ("name", "stage") if provenance.get(k)]
+        text = str(recipe) if recipe else ""
+        rows.append(("recipe", f"{text} ({', '.join(extra)})" if text and extra else text or ", ".join(extra)))
+    for key in ("evaluation", "figures"):
+        if isinstance(provenance.get(key), dict):
+            lines = _figure_lines(provenance[key])[:MAX_FIGURE_LINES]
+            rows += [("figures", line) for line in lines]
+            break
+    exported = provenance.get("exported")
+    if isinstance(exported, dict):
+        versions = ", ".join(f"{k} {v}" for k, v in exported.items() if k != "created")
+        when = f" on {exported['created']}" if exported.get("created") else ""
+        rows.append(("exported with", versions + when))
+    others = [k for k in provenance if k not in SUMMARISED]
+    if others:
+        rows.append(("more", f"{', '.join(others)} (all of it: --json)"))
+    return rows
+
+
+def _figure_lines(figures: dict[str, Any], prefix: str = "", depth: int = 0) -> list[str]:
+    """``split: name value, ...`` lines for the numbers of a (nested) figures dict; the test split first."""
+    numbers = [f"{k} {_number(v)}" for k, v in figures.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)]
+    lines = [f"{prefix or 'figures'}: {', '.join(numbers)}"] if numbers else []
+    if depth < 2:
+        keys = sorted((k for k, v in figures.items() if isinstance(v, dict) and k not in FIGURE_SKIP),
+                      key=lambda k: k != "test")
+        for key in keys:
+            lines += _figure_lines(figures[key], f"{prefix}/{key}" if prefix else key, depth + 1)
+    return lines
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def list_command(
