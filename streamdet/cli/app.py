@@ -49,3 +49,9 @@ app.add_typer(models_cmd.app, name="models")
 from . import train_cmd  # noqa: E402
 
 app.command("train")(train_cmd.train_command)
+from . import export_cmd  # noqa: E402
+
+app.command("export")(export_cmd.export_command)
+from . import bench_cmd  # noqa: E402
+
+app.command("bench")(bench_cmd.bench_command)
