@@ -187,12 +187,22 @@ def test_plot_without_matplotlib_names_the_extra(cli_case, audio, tmp_path: Path
         (["--hop", "0"], "--hop must be positive"),
         (["--device", "tpu"], "device"),
         (["--thresholds", "nope.json"], "no such file"),
+        (["--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_usage_errors_exit_2(cli_case, audio, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["file", str(audio["good"] / "a.wav"), "--model", str(cli_case.model), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_threads_default_to_every_core_and_can_be_set(cli_case, audio) -> None:
+    args = ["file", str(audio["good"] / "a.wav"), "--model", str(cli_case.model), "--device", "cpu"]
+    cores = len(os.sched_getaffinity(0))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and f"CPU ({cores} thread" in result.stderr, result.stderr
+    result = CliRunner().invoke(app, [*args, "--threads", "1"])
+    assert result.exit_code == 0 and "CPU (1 thread)" in result.stderr, result.stderr
 
 
 def test_missing_model_is_a_usage_error(cli, audio, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ options, loading a Detector with clear messages, importing sounddevice. Nothing 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -80,6 +81,14 @@ def parse_thresholds(threshold: str | None, thresholds_file: Path | None) -> Any
     return None
 
 
+def all_cores() -> int:
+    """The CPU cores this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def load_detector(
     model: str | None, device: str, hop: float, lookahead: float, thresholds: Any, **kwargs: Any
 ) -> Detector:
@@ -115,6 +124,8 @@ def model_line(det: Detector) -> str:
         f"model {det.session.path.name}: {meta.num_classes} classes ({', '.join(meta.labels)}), "
         f"{meta.sample_rate} Hz, window {meta.window_seconds:g} s; hop {det.hop:g} s, lookahead {det.lookahead:g} s; "
         f"{det.provider.replace('ExecutionProvider', '')}"
+        + (f" ({det.session.threads} thread{'s' if det.session.threads > 1 else ''})"
+           if det.provider == "CPUExecutionProvider" else "")
     )
 
 

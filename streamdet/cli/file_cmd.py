@@ -21,7 +21,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
-from .common import MODEL_HELP, THRESHOLD_HELP, THRESHOLDS_HELP, fail, load_detector, model_line, parse_thresholds
+from .common import (
+    MODEL_HELP,
+    THRESHOLD_HELP,
+    THRESHOLDS_HELP,
+    all_cores,
+    fail,
+    load_detector,
+    model_line,
+    parse_thresholds,
+)
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
 
 if TYPE_CHECKING:
@@ -108,6 +117,9 @@ def file_command(
                                                           "class scores, events (needs the `plot` extra).",
                                      show_default=False),
     device: str = typer.Option("auto", "--device", "-d", help="Inference device: auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference. Default: every core "
+                                                               "(file mode has no live audio to leave a core for).",
+                                       show_default=False),
 ) -> None:
     """Detect sound events in audio files and folders.
 
@@ -135,9 +147,11 @@ def file_command(
                         ("--min-gap", min_gap)):
         if value < 0:
             fail(f"{name} must be >= 0, got {value}", 2)
+    if threads is not None and threads < 1:
+        fail(f"--threads must be at least 1, got {threads}", 2)
     files, problems = collect_inputs(paths)
     det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,
-                        min_duration=min_duration, min_gap=min_gap)
+                        min_duration=min_duration, min_gap=min_gap, threads=threads or all_cores())
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
