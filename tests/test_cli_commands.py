@@ -14,7 +14,7 @@ from streamdet.session import BUNDLED_MODEL
 def test_help_lists_every_command_and_their_options(cli) -> None:
     result = cli("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("file", "listen", "devices", "models", "eval"):
+    for command in ("file", "listen", "devices", "models", "eval", "export", "train", "bench"):
         assert command in result.stdout
     for command, options in [("file", ["--format", "--output", "--plot", "--threshold", "--thresholds",
                                        "--lookahead", "--device"]),
@@ -73,12 +73,36 @@ def test_models_list(cli) -> None:
     for args in (["models"], ["models", "list"]):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
-        if BUNDLED_MODEL.exists():
-            assert "alerts (default)" in result.stdout
-        else:
-            assert "no bundled models installed" in result.stderr
+        assert "alerts (default)" in result.stdout
     listed = json.loads(cli("models", "list", "--format", "json").stdout)
     assert [m["name"] for m in listed] == sorted(p.stem for p in BUNDLED_MODEL.parent.glob("*.onnx"))
-    if BUNDLED_MODEL.exists():
-        alerts = next(m for m in listed if m["name"] == "alerts")
-        assert alerts["valid"] and alerts["default"] and "speech" in alerts["labels"]
+    alerts = next(m for m in listed if m["name"] == "alerts")
+    assert alerts["valid"] and alerts["default"] and "speech" in alerts["labels"]
+
+
+def test_bundled_model_follows_design_section_7(cli) -> None:
+    """The default model: the seven `alerts` classes, at most 15 MB, per-class thresholds tuned into its
+    metadata, and its recipe and evaluation figures in its provenance."""
+    assert BUNDLED_MODEL.stat().st_size <= 15_000_000
+    info = json.loads(cli("models", "show", "alerts", "--format", "json").stdout)
+    assert info["valid"] and info["model_type"] == "htsat"
+    labels = ["alarm", "siren", "phone_ring", "doorbell", "knock", "car_horn", "speech"]
+    assert info["labels"] == labels and info["thresholds_source"] == "model"
+    assert set(info["thresholds"]) == set(labels)
+    assert all(0 < off <= on < 1 for on, off in info["thresholds"].values())
+    prov = info["provenance"]
+    assert prov["recipe"] == "streamdet train --recipe alerts"
+    test = prov["evaluation"]["test"]
+    assert {"event_f1_macro", "segment_f1_macro", "per_class"} <= set(test)
+    assert 0 <= test["event_f1_macro"] <= 1 and 0 <= test["segment_f1_macro"] <= 1
+
+
+def test_default_command_runs_the_bundled_model_on_the_bundled_example(cli) -> None:
+    """The README's quick start: `streamdet file streamdet/bundled/example.wav` with no other option."""
+    example = BUNDLED_MODEL.parent / "example.wav"
+    result = cli("file", example, "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    assert "model alerts.onnx: 7 classes" in result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(e["file"] == str(example) and 0 <= e["onset"] < e["offset"] <= 20.0 for e in events)
+    assert events, "no event in the example clip"

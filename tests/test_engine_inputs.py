@@ -130,9 +130,14 @@ def test_wrong_metadata_is_refused_naming_the_field(tmp_path: Path, kwargs: dict
     assert str(info.value).startswith(f"{field}:"), str(info.value)
 
 
-def test_model_file_problems(tmp_path: Path) -> None:
+def test_model_file_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamdet.session
+
+    assert streamdet.Detector(device="cpu").labels[0] == "alarm"  # None: the bundled default model
+    monkeypatch.setattr(streamdet.session, "BUNDLED_MODEL", tmp_path / "missing" / "alerts.onnx")
     with pytest.raises(ModelLoadError, match=r"no bundled model is installed.*model="):
         streamdet.Detector()
+    monkeypatch.undo()
     with pytest.raises(ModelLoadError, match=r"nope\.onnx: model file not found"):
         streamdet.Detector(tmp_path / "nope.onnx")
     junk = tmp_path / "junk.onnx"

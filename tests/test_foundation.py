@@ -101,6 +101,9 @@ def test_regular_wheel_contains_every_module(tmp_path: Path) -> None:
         "assert streamdet.__file__.startswith(sys.argv[1]), streamdet.__file__\n"
         "assert streamdet.models.__file__.startswith(sys.argv[1]), streamdet.models.__file__\n"
         "from streamdet.labels import audioset_labels; assert len(audioset_labels()) == 527\n"
+        "from streamdet.session import BUNDLED_DIR, BUNDLED_MODEL\n"
+        "assert str(BUNDLED_MODEL).startswith(sys.argv[1]) and BUNDLED_MODEL.stat().st_size > 1e6\n"
+        "assert (BUNDLED_DIR / 'example.wav').exists() and (BUNDLED_DIR / 'example.tsv').exists()\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)

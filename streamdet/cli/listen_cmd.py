@@ -354,11 +354,15 @@ def _print_summary(console: Any, events: list[Any], closed_at_stop: list[Any]) -
         console.print("no events")
         return
     table = Table(title="events", title_justify="left")
-    for col, justify in (("time", "left"), ("label", "left"), ("onset s", "right"), ("offset s", "right"),
-                         ("conf", "right"), ("", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
     stopped = {(u.label, u.onset) for u in closed_at_stop}
+    columns = [("time", "left"), ("label", "left"), ("onset s", "right"), ("offset s", "right"), ("conf", "right")]
+    if stopped:  # a note column only when some event was still open at the stop
+        columns.append(("", "left"))
+    for col, justify in columns:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for u in sorted(events, key=lambda u: u.onset):
-        table.add_row(_clock(u.wall_time), u.label, f"{u.onset:.2f}", f"{u.offset:.2f}", f"{u.confidence:.2f}",
-                      "closed at stop" if (u.label, u.onset) in stopped else "")
+        row = [_clock(u.wall_time), u.label, f"{u.onset:.2f}", f"{u.offset:.2f}", f"{u.confidence:.2f}"]
+        if stopped:
+            row.append("closed at stop" if (u.label, u.onset) in stopped else "")
+        table.add_row(*row)
     console.print(table)
