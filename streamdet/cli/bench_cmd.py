@@ -24,7 +24,7 @@ from typing import Any
 
 import typer
 
-from .common import MODEL_HELP, bundled_models, fail, resolve_model
+from .common import MODEL_HELP, fail, model_load_errors, resolve_model
 
 CUDA_BATCHES = (64, 256)
 CPU_BATCH = 16
@@ -34,21 +34,12 @@ STREAM_HOP = 1.0
 def _open_session(model: str | None, device: str, threads: int | None, max_batch: int) -> Any:
     """A :class:`~streamdet.session.ModelSession`, or exit 2 with a message naming the problem."""
     try:
-        from ..model_metadata import ModelMetadataError
-        from ..session import ModelLoadError, ModelSession
+        from ..session import ModelSession
     except ImportError as exc:  # onnxruntime missing
         fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 2)
     path = resolve_model(model)
-    try:
+    with model_load_errors(model, path):
         return ModelSession(path, device=device, threads=threads, max_batch=max_batch)
-    except ModelLoadError as exc:
-        names = [p.stem for p in bundled_models()]
-        hint = f" (bundled models: {', '.join(names)})" if names and model is not None else ""
-        fail(f"{exc}{hint}", 2)
-    except ModelMetadataError as exc:
-        fail(f"{path}: not a streamdet model: {exc}", 2)
-    except ValueError as exc:  # bad device
-        fail(str(exc), 2)
 
 
 def _macs(path: Path) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -93,9 +95,6 @@ def load_detector(
     model: str | None, device: str, hop: float, lookahead: float, thresholds: Any, **kwargs: Any
 ) -> Detector:
     """A Detector, or exit 2 with a message naming the problem (model file, metadata, device, settings)."""
-    from ..model_metadata import ModelMetadataError
-    from ..session import ModelLoadError
-
     if hop <= 0:
         fail(f"--hop must be positive, got {hop}", 2)
     if lookahead < 0:
@@ -105,15 +104,27 @@ def load_detector(
         from ..detector import Detector
     except ImportError as exc:  # onnxruntime missing
         fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 2)
-    try:
+    with model_load_errors(model, path):
         return Detector(path, device=device, hop=hop, lookahead=lookahead, thresholds=thresholds, **kwargs)
+
+
+@contextmanager
+def model_load_errors(model: str | None, path: Path | None) -> Iterator[None]:
+    """Turn the errors of loading the model at ``path`` (asked for as ``model``) into exit-2 messages that name
+    the problem: a missing or unloadable file (with the bundled names when a name was given), bad metadata, bad
+    settings (device, thresholds, hop)."""
+    from ..model_metadata import ModelMetadataError
+    from ..session import ModelLoadError
+
+    try:
+        yield
     except ModelLoadError as exc:
         names = [p.stem for p in bundled_models()]
         hint = f" (bundled models: {', '.join(names)})" if names and model is not None else ""
         fail(f"{exc}{hint}", 2)
     except ModelMetadataError as exc:
         fail(f"{path}: not a streamdet model: {exc}", 2)
-    except ValueError as exc:  # bad device, thresholds, hop/lookahead settings
+    except ValueError as exc:
         fail(str(exc), 2)
 
 
