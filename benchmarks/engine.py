@@ -65,6 +65,8 @@ def signal(seconds: float, rate: int, period: float = 1.0, length: float = 0.3, 
     onsets = []
     generated = _generators(labels)
     if generated:
+        from streamdet.train.synth import generate_event
+
         period = max(period, 2.5)  # room for each sound and a gap: onsets far enough apart to match
     starts = np.arange(0.5, seconds - length - period, period)
     starts = starts + rng.uniform(0.0, period - length, len(starts))  # random phase against the hop grid
@@ -72,8 +74,6 @@ def signal(seconds: float, rate: int, period: float = 1.0, length: float = 0.3, 
         a = int(start * rate)
         if generated:
             label = generated[i % len(generated)]
-            from streamdet.train.synth import generate_event
-
             sound = generate_event(label, rng, rate)
             y = sound.audio[round(sound.onset * rate) :][: int(0.8 * period * rate)]
             y = 0.3 * y / max(1e-9, float(np.abs(y).max()))

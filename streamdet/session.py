@@ -38,13 +38,17 @@ class ModelLoadError(RuntimeError):
     """The model file is missing or is not a loadable ONNX model."""
 
 
-def default_threads() -> int:
-    """Usable CPU cores − 1, at least 1."""
+def usable_cores() -> int:
+    """The CPU cores this process may run on (at least 1)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Usable CPU cores − 1, at least 1 (a core is left for the audio callback and the rest of the program)."""
+    return max(1, usable_cores() - 1)
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:

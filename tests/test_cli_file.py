@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pty_capture import read_all
 from typer.testing import CliRunner
 
 from streamdet.cli import app
@@ -221,15 +222,8 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(cli, cli_case, tmp_path: Pa
         proc = subprocess.run([*cli.command, "file", str(long), "--model", str(cli_case.model), "-f", "jsonl"],
                               stdout=subprocess.PIPE, stderr=slave, timeout=120)
         os.close(slave)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+        read_all(master, chunks)
     finally:
         os.close(master)
     assert proc.returncode == 0
@@ -295,15 +289,8 @@ def test_default_format_is_a_table_on_a_terminal_and_jsonl_in_a_pipe(cli, cli_ca
         proc = subprocess.run([*cli.command, "file", str(wav), "--model", str(cli_case.model)], stdout=slave,
                               stderr=subprocess.PIPE, timeout=120, env={**os.environ, "COLUMNS": "120"})
         os.close(slave)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+        read_all(master, chunks)
     finally:
         os.close(master)
     assert proc.returncode == 0, proc.stderr

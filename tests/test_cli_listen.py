@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pty_capture import read_all
 from typer.testing import CliRunner
 
 import streamdet
@@ -180,18 +181,6 @@ def test_ctrl_c_closes_open_events_prints_them_and_exits_130(cli, cli_case, puls
     assert "closed at the stop" in stderr and "interrupted" in stderr and "Traceback" not in stderr
 
 
-def _read_all(fd: int, into: list[bytes]) -> None:
-    """Read a pty's master side until the other side closes (keeps the writer from blocking)."""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            return
-        into.append(chunk)
-
-
 @pytest.mark.live
 @pytest.mark.slow
 def test_terminal_stdout_gets_the_live_view_and_a_summary(cli, cli_case, pulse_sink: str, tmp_path: Path) -> None:
@@ -204,7 +193,7 @@ def test_terminal_stdout_gets_the_live_view_and_a_summary(cli, cli_case, pulse_s
                              "0.25", "--duration", "4.5"], stdout=slave, stderr=subprocess.PIPE, text=True, env=env)
     os.close(slave)
     chunks: list[bytes] = []
-    reader = threading.Thread(target=_read_all, args=(master, chunks), daemon=True)
+    reader = threading.Thread(target=read_all, args=(master, chunks), daemon=True)
     reader.start()
     err = Lines(proc.stderr)
     try:

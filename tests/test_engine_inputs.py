@@ -137,7 +137,6 @@ def test_model_file_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(streamdet.session, "BUNDLED_MODEL", tmp_path / "missing" / "alerts.onnx")
     with pytest.raises(ModelLoadError, match=r"no bundled model is installed.*model="):
         streamdet.Detector()
-    monkeypatch.undo()
     with pytest.raises(ModelLoadError, match=r"nope\.onnx: model file not found"):
         streamdet.Detector(tmp_path / "nope.onnx")
     junk = tmp_path / "junk.onnx"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -635,8 +634,7 @@ class _Progress:
 
 
 def default_threads() -> int:
-    """CPU cores available to this process."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """CPU cores available to this process (training uses them all)."""
+    from streamdet.session import usable_cores
+
+    return usable_cores()

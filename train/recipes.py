@@ -237,17 +237,13 @@ def measure_latency(onnx_path: Path, runs: int = 50, threads: int = 1) -> dict[s
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    from streamdet.perf import time_calls
+
     inp = sess.get_inputs()[0]
     n = int(inp.shape[1])
     x = (np.random.default_rng(0).standard_normal((1, n)) * 0.1).astype(np.float32)
-    for _ in range(5):
-        sess.run(None, {inp.name: x})
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {inp.name: x})
-        times.append((time.perf_counter() - t) * 1e3)
-    return {"median_ms": round(float(np.median(times)), 2), "p90_ms": round(float(np.percentile(times, 90)), 2),
+    timing = time_calls(lambda: sess.run(None, {inp.name: x}), repeats=runs, warmup=5)
+    return {"median_ms": round(timing.median * 1e3, 2), "p90_ms": round(timing.p90 * 1e3, 2),
             "threads": threads, "batch": 1}
 
 

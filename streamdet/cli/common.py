@@ -4,7 +4,6 @@ options, loading a Detector with clear messages, importing sounddevice. Nothing 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,14 +80,6 @@ def parse_thresholds(threshold: str | None, thresholds_file: Path | None) -> Any
             fail(f'--thresholds: {thresholds_file}: expected a JSON object {{"label": ON or [ON, OFF]}}', 2)
         return data
     return None
-
-
-def all_cores() -> int:
-    """The CPU cores this process may run on (at least 1)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def load_detector(

@@ -25,7 +25,6 @@ from .common import (
     MODEL_HELP,
     THRESHOLD_HELP,
     THRESHOLDS_HELP,
-    all_cores,
     fail,
     load_detector,
     model_line,
@@ -149,9 +148,11 @@ def file_command(
             fail(f"{name} must be >= 0, got {value}", 2)
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}", 2)
+    from ..session import usable_cores
+
     files, problems = collect_inputs(paths)
     det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,
-                        min_duration=min_duration, min_gap=min_gap, threads=threads or all_cores())
+                        min_duration=min_duration, min_gap=min_gap, threads=threads or usable_cores())
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
