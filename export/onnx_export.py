@@ -82,6 +82,7 @@ def to_onnx(
     precision: str = "fp32",
     labels: Sequence[str] | None = None,
     thresholds: Mapping[str, Sequence[float]] | None = None,
+    postprocess: Mapping[str, Mapping[str, float]] | None = None,
     provenance: Mapping[str, Any] | None = None,
     verify: bool = True,
     opset: int = 17,
@@ -92,7 +93,8 @@ def to_onnx(
     and ``clipwise`` probabilities, with every metadata field of the model contract. ``window_seconds``: the fixed
     window (default: the model's native one). ``batch``: ``"dynamic"`` or ``1``. ``precision``: ``fp32``, ``fp16``
     (front-end kept in fp32) or ``int8`` (dynamic per-channel MatMul weights). ``labels``: rename the classes.
-    ``thresholds``: per-class ``[on, off]`` stored as the model's defaults. ``provenance``: extra entries (recipe,
+    ``thresholds``: per-class ``[on, off]`` stored as the model's defaults; ``postprocess``: per-class
+    ``{"min_duration": s, "min_gap": s}`` defaults, likewise. ``provenance``: extra entries (recipe,
     figures) merged over what is known of the source.
 
     With ``verify`` (default) ONNX Runtime is compared with PyTorch on random and structured inputs: an fp32 graph
@@ -110,7 +112,7 @@ def to_onnx(
     model = _as_model(model)
     plan = plan_window(model, window_seconds)
     names = _resolve_labels(model, labels)
-    metadata = _metadata(model, plan, names, precision, thresholds, provenance)
+    metadata = _metadata(model, plan, names, precision, thresholds, provenance, postprocess)
 
     with tempfile.TemporaryDirectory(prefix="streamdet-export-") as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
@@ -227,6 +229,7 @@ def _metadata(
     precision: str,
     thresholds: Mapping[str, Sequence[float]] | None,
     provenance: Mapping[str, Any] | None,
+    postprocess: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ModelMetadata:
     source = dict(getattr(model, "source", {}) or {})
     source.pop("path", None)  # a local absolute path says nothing to whoever receives the file
@@ -263,6 +266,7 @@ def _metadata(
             frontend=model.frontend_config(),
             provenance=json.loads(json.dumps(info, default=str)),
             thresholds=thr,
+            postprocess=None if postprocess is None else {str(k): dict(v) for k, v in postprocess.items()},
         )
     except ModelMetadataError as exc:
         raise ExportError(str(exc)) from None

@@ -41,7 +41,7 @@ from .audio_io import (
 )
 from .events import Event, Update
 from .model_metadata import ModelMetadata
-from .postprocess import PostProcessing, ThresholdSpec, resolve_thresholds
+from .postprocess import PostProcessing, SecondsSpec, ThresholdSpec, resolve_seconds, resolve_thresholds
 from .scheduler import LiveScheduler, run_due
 from .session import ModelSession
 from .stitching import Stitcher, Timeline
@@ -81,7 +81,9 @@ class Detector:
         lookahead: seconds of later windows averaged into each frame (whole hops; latency vs accuracy).
         thresholds: None (model metadata, else 0.5/0.3), a number, an ``(on, off)`` pair or a
             ``{label: value}`` mapping; see :mod:`streamdet.postprocess`.
-        median_filter, min_duration, min_gap: post-processing, in seconds (0 = off).
+        median_filter: width of the median filter in seconds (0 = off).
+        min_duration, min_gap: seconds; None uses the model's tuned per-class values (``postprocess``
+            metadata, else 0), a number sets every class, ``{label: seconds}`` the named classes.
         threads: CPU threads for ONNX Runtime (default: cores − 1).
         max_batch: most windows per inference call.
         max_lag: seconds a live stream may fall behind before its backlog is dropped.
@@ -96,8 +98,8 @@ class Detector:
         thresholds: ThresholdSpec = None,
         *,
         median_filter: float = 0.0,
-        min_duration: float = 0.0,
-        min_gap: float = 0.0,
+        min_duration: SecondsSpec = None,
+        min_gap: SecondsSpec = None,
         threads: int | None = None,
         max_batch: int = 16,
         max_lag: float = 10.0,
@@ -107,8 +109,10 @@ class Detector:
         meta = self.session.metadata
         self.timeline = Timeline.create(meta, hop, lookahead)
         self.thresholds = resolve_thresholds(meta.labels, meta.thresholds, thresholds)
+        self.min_duration = resolve_seconds("min_duration", meta.labels, meta.postprocess, min_duration)
+        self.min_gap = resolve_seconds("min_gap", meta.labels, meta.postprocess, min_gap)
         self.post = PostProcessing.create(
-            self.thresholds, meta.labels, self.timeline.frame_seconds, median_filter, min_duration, min_gap
+            self.thresholds, meta.labels, self.timeline.frame_seconds, median_filter, self.min_duration, self.min_gap
         )
         self.max_lag = float(max_lag)
         self._live: LiveScheduler | None = None

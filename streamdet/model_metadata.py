@@ -17,6 +17,7 @@ ACTIVATIONS = ("sigmoid", "softmax")
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("framewise", "clipwise")
+POSTPROCESS_KEYS = ("min_duration", "min_gap")  # per-class seconds in the optional ``postprocess`` field
 REQUIRED_FIELDS = (
     "streamdet_format",
     "model_type",
@@ -49,6 +50,7 @@ class ModelMetadata:
     frontend: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     thresholds: Mapping[str, tuple[float, float]] | None = None
+    postprocess: Mapping[str, Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
@@ -109,6 +111,18 @@ class ModelMetadata:
                         f"thresholds: {label!r} needs 0 <= off <= on <= 1, got on={on}, off={off}"
                     )
 
+        if self.postprocess is not None:
+            for label, values in self.postprocess.items():
+                if label not in self.labels:
+                    raise ModelMetadataError(f"postprocess: unknown label {label!r}")
+                for key, value in values.items():
+                    if key not in POSTPROCESS_KEYS:
+                        raise ModelMetadataError(
+                            f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
+                        )
+                    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                        raise ModelMetadataError(f"postprocess: {label!r} {key} must be >= 0 seconds, got {value!r}")
+
     def check_shapes(
         self,
         input_shape: Sequence[int | str | None],
@@ -154,6 +168,8 @@ class ModelMetadata:
         }
         if self.thresholds is not None:
             props["thresholds"] = json.dumps({k: list(v) for k, v in self.thresholds.items()})
+        if self.postprocess is not None:
+            props["postprocess"] = json.dumps({k: dict(v) for k, v in self.postprocess.items()}, sort_keys=True)
         return props
 
     @classmethod
@@ -177,6 +193,12 @@ class ModelMetadata:
                 thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
             except (TypeError, ValueError, IndexError) as exc:
                 raise ModelMetadataError(f"thresholds: expected {{label: [on, off]}}: {exc}") from None
+        postprocess = None
+        if "postprocess" in props:
+            raw = _json_field(props, "postprocess", dict)
+            if not all(isinstance(v, dict) for v in raw.values()):
+                raise ModelMetadataError('postprocess: expected {label: {"min_duration": s, "min_gap": s}}')
+            postprocess = {str(k): dict(v) for k, v in raw.items()}
         return cls(
             model_type=props["model_type"],
             labels=tuple(labels),
@@ -188,6 +210,7 @@ class ModelMetadata:
             frontend=_json_field(props, "frontend", dict),
             provenance=_json_field(props, "provenance", dict),
             thresholds=thresholds,
+            postprocess=postprocess,
         )
 
 

@@ -20,8 +20,13 @@ Other settings (seconds; converted to whole frames of the score track, rounded t
 - ``min_gap``: an event whose score comes back above ``on`` within this time after falling below
   ``off`` continues (the gap is merged); offsets are reported this much later.
 
-So the onset of an event is reported after ``hop + lookahead + median_filter/2 + min_duration`` of
-audio at most, plus compute time (:attr:`PostProcessing.onset_delay` adds the last two).
+``min_duration`` and ``min_gap`` are per class. Defaults, per class: the model's ``postprocess``
+metadata (``{label: {"min_duration": s, "min_gap": s}}``, tuned with the thresholds) when it names the
+class, otherwise 0. A user number overrides every class; a mapping ``{label: seconds}`` the named
+ones. The median filter is one width for all classes (default 0: off).
+
+So the onset of an event is reported after ``hop + lookahead + median_filter/2 + min_duration`` (the
+largest over the classes) of audio at most, plus compute time (:attr:`PostProcessing.onset_delay` adds the last two).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ DEFAULT_OFF = 0.3
 OFF_RATIO = 0.6
 
 ThresholdSpec = float | tuple[float, float] | Mapping[str, float | tuple[float, float]] | None
+SecondsSpec = float | Mapping[str, float] | None
 
 
 def _pair(value: float | Sequence[float], where: str) -> tuple[float, float]:
@@ -73,15 +79,52 @@ def resolve_thresholds(
     return dict.fromkeys(labels, pair)
 
 
+def resolve_seconds(
+    name: str,
+    labels: Sequence[str],
+    model_post: Mapping[str, Mapping[str, float]] | None = None,
+    user: SecondsSpec = None,
+) -> dict[str, float]:
+    """Per-class seconds of the ``name`` setting (``min_duration`` / ``min_gap``) from the user value, the
+    model's ``postprocess`` metadata and the default 0."""
+    result = dict.fromkeys(labels, 0.0)
+    for label, values in (model_post or {}).items():
+        if label in result and name in values:
+            result[label] = float(values[name])
+    if user is None:
+        return result
+    items = user.items() if isinstance(user, Mapping) else ((label, user) for label in labels)
+    for label, value in items:
+        if label not in result:
+            raise ValueError(f"{name}: unknown label {label!r} (labels: {', '.join(labels)})")
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected seconds for {label!r}, got {value!r}") from None
+        result[label] = seconds
+    return result
+
+
+def _frames(name: str, value: float | Mapping[str, float], labels: Sequence[str], frame_seconds: float) -> np.ndarray:
+    per = value if isinstance(value, Mapping) else dict.fromkeys(labels, value)
+    out = []
+    for label in labels:
+        seconds = float(per.get(label, 0.0))
+        if not seconds >= 0:
+            raise ValueError(f"{name} must be >= 0 seconds, got {seconds} for {label!r}")
+        out.append(round(seconds / frame_seconds))
+    return np.array(out, np.int64)
+
+
 @dataclass(frozen=True)
 class PostProcessing:
     """Post-processing settings in frames of the score track (see the module docstring)."""
 
     on: np.ndarray  # [C] float
     off: np.ndarray  # [C] float
-    median_frames: int = 1
-    min_duration_frames: int = 0
-    min_gap_frames: int = 0
+    median_frames: int
+    min_duration_frames: np.ndarray  # [C] int
+    min_gap_frames: np.ndarray  # [C] int
 
     @classmethod
     def create(
@@ -90,21 +133,21 @@ class PostProcessing:
         labels: Sequence[str],
         frame_seconds: float,
         median_filter: float = 0.0,
-        min_duration: float = 0.0,
-        min_gap: float = 0.0,
+        min_duration: float | Mapping[str, float] = 0.0,
+        min_gap: float | Mapping[str, float] = 0.0,
     ) -> PostProcessing:
-        """Convert seconds to frames of ``frame_seconds``."""
-        for name, value in (("median_filter", median_filter), ("min_duration", min_duration), ("min_gap", min_gap)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+        """Convert seconds to frames of ``frame_seconds``; ``min_duration``/``min_gap`` are one value for
+        every class or ``{label: seconds}`` (missing labels: 0)."""
+        if not median_filter >= 0:
+            raise ValueError(f"median_filter must be >= 0 seconds, got {median_filter}")
         median = round(median_filter / frame_seconds)
         median = median if median % 2 == 1 else median - 1 if median > 1 else 1
         return cls(
             on=np.array([thresholds[label][0] for label in labels], np.float32),
             off=np.array([thresholds[label][1] for label in labels], np.float32),
             median_frames=max(1, median),
-            min_duration_frames=round(min_duration / frame_seconds),
-            min_gap_frames=round(min_gap / frame_seconds),
+            min_duration_frames=_frames("min_duration", min_duration, labels, frame_seconds),
+            min_gap_frames=_frames("min_gap", min_gap, labels, frame_seconds),
         )
 
     @property
@@ -114,7 +157,8 @@ class PostProcessing:
 
     def onset_delay(self, frame_seconds: float) -> float:
         """Seconds of audio by which median filter and minimum duration delay an onset report."""
-        return (self.median_delay_frames + self.min_duration_frames) * frame_seconds
+        longest = int(self.min_duration_frames.max()) if self.min_duration_frames.size else 0
+        return (self.median_delay_frames + longest) * frame_seconds
 
 
 class StreamingMedian:

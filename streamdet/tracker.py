@@ -4,7 +4,7 @@ Per class, a small state machine runs over the (median-filtered) frames in order
 
 - *idle* → *active* when the score is >= ``on``; the event's onset is that frame's start.
 - *active* → *gap* when the score drops below ``off``; the candidate offset is that frame's start.
-- *gap* → *active* when the score is back >= ``on`` within ``min_gap`` frames (merged event);
+- *gap* → *active* when the score is back >= ``on`` within the class's ``min_gap`` frames (merged event);
   otherwise the event ends at the candidate offset.
 - An onset update is emitted once the event has lasted ``min_duration`` frames (immediately when
   0); events that end shorter than that are dropped without any update.
@@ -97,9 +97,9 @@ class EventTracker:
         if not st.confirmed:
             duration_frames = (end_frame - st.onset) if end_frame is not None else None
             long_enough = (
-                duration_frames >= self.post.min_duration_frames
+                duration_frames >= self.post.min_duration_frames[c]
                 if duration_frames is not None
-                else end_seconds - self._time(st.onset) >= self.post.min_duration_frames * self.frame_seconds - 1e-9
+                else end_seconds - self._time(st.onset) >= self.post.min_duration_frames[c] * self.frame_seconds - 1e-9
             )
             if long_enough:
                 out.append(self._update("onset", c, st, None))
@@ -121,7 +121,7 @@ class EventTracker:
                 if not st.active:
                     if s >= post.on[c]:
                         self._states[c] = st = _ClassState(active=True, onset=j, confidence=float(raw[row, c]))
-                        if post.min_duration_frames <= 1:
+                        if post.min_duration_frames[c] <= 1:
                             st.confirmed = True
                             updates.append(self._update("onset", c, st, None))
                     continue
@@ -133,10 +133,10 @@ class EventTracker:
                 elif s >= post.on[c]:
                     st.gap_start = None  # back within min_gap: merge
                     st.confidence = max(st.confidence, float(raw[row, c]))
-                if st.gap_start is not None and j - st.gap_start + 1 > post.min_gap_frames:
+                if st.gap_start is not None and j - st.gap_start + 1 > post.min_gap_frames[c]:
                     updates.extend(self._finish(c, st, self._time(st.gap_start), st.gap_start, 0.0))
                     continue
-                if not st.confirmed and j + 1 - st.onset >= post.min_duration_frames and st.gap_start is None:
+                if not st.confirmed and j + 1 - st.onset >= post.min_duration_frames[c] and st.gap_start is None:
                     st.confirmed = True
                     updates.append(self._update("onset", c, st, None))
         self._next += filtered.shape[0]

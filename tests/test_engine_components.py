@@ -9,7 +9,7 @@ import pytest
 from onnx_test_model import build_band_model, test_model_metadata
 
 from streamdet.model_metadata import ModelMetadata
-from streamdet.postprocess import PostProcessing, StreamingMedian
+from streamdet.postprocess import PostProcessing, StreamingMedian, resolve_seconds
 from streamdet.ring_buffer import RingBuffer
 from streamdet.session import CPU, CUDA, ModelSession, choose_providers, default_threads
 from streamdet.stitching import Stitcher, Timeline
@@ -175,6 +175,33 @@ def test_tracker_hysteresis_gap_and_duration() -> None:
     assert _track(s, min_duration=0.3) == [("onset", 0.1, None), ("offset", 0.1, 0.4)]
     # below `on` never starts an event, even when above `off`
     assert _track([0.45, 0.49, 0.31]) == []
+
+
+def test_tracker_min_gap_and_min_duration_per_class() -> None:
+    # two classes with the same track: only the class given min_gap 0.2 merges, only the one given
+    # min_duration 0.3 drops the short events
+    s = np.array([0, 0.6, 0.4, 0.35, 0.2, 0.45, 0.7, 0.1, 0, 0.9], np.float32)
+    post = PostProcessing.create({"a": (0.5, 0.3), "b": (0.5, 0.3)}, ["a", "b"], 0.1,
+                                 min_gap={"a": 0.2}, min_duration={"b": 0.3})
+    assert post.min_gap_frames.tolist() == [2, 0] and post.min_duration_frames.tolist() == [0, 3]
+    assert post.onset_delay(0.1) == pytest.approx(0.3)  # the longest min_duration bounds the onset report
+    tr = EventTracker(["a", "b"], post, 0.1, "t")
+    tr.push(np.stack([s, s], axis=1))
+    tr.close(1.0)
+    got = sorted((e.label, e.onset, e.offset) for e in tr.closed_events)
+    assert got == [("a", 0.1, 1.0), ("b", 0.1, 0.4)]
+    with pytest.raises(ValueError, match="min_gap"):
+        PostProcessing.create({"a": (0.5, 0.3)}, ["a"], 0.1, min_gap={"a": -1.0})
+
+
+def test_resolve_seconds_model_defaults_and_user_overrides() -> None:
+    model = {"a": {"min_gap": 0.5, "min_duration": 0.1}, "b": {"min_duration": 0.2}}
+    assert resolve_seconds("min_gap", ["a", "b", "c"], model) == {"a": 0.5, "b": 0.0, "c": 0.0}
+    assert resolve_seconds("min_duration", ["a", "b", "c"], model) == {"a": 0.1, "b": 0.2, "c": 0.0}
+    assert resolve_seconds("min_gap", ["a", "b"], model, 1.0) == {"a": 1.0, "b": 1.0}
+    assert resolve_seconds("min_gap", ["a", "b"], model, {"b": 0.25}) == {"a": 0.5, "b": 0.25}
+    with pytest.raises(ValueError, match="unknown label 'z'"):
+        resolve_seconds("min_gap", ["a"], None, {"z": 1.0})
 
 
 # --- session --------------------------------------------------------------------------------

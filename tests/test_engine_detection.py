@@ -3,6 +3,7 @@ end-of-stream flush, thresholds and post-processing, latency bound."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,23 @@ def test_min_gap_merges_and_min_duration_drops(band_model: Path) -> None:
     updates = push_chunks(s, x, [800])
     assert key(s.events) == [("low", 1.0, 2.0)]
     assert [u.type for u in updates] == ["onset", "offset"]
+
+
+def test_per_class_post_processing_from_metadata_and_overrides(tmp_path: Path) -> None:
+    """The model's ``postprocess`` metadata sets each class's min_gap/min_duration; user values override."""
+    post = {"low": {"min_gap": 0.2, "min_duration": 0.0}, "high": {"min_duration": 0.2}}
+    path = build_band_model(tmp_path / "post.onnx", props={"postprocess": json.dumps(post)})
+    x = scene([("low", 1.0, 1.5), ("low", 1.6, 2.0), ("mid", 2.5, 2.7), ("mid", 2.8, 3.0), ("high", 3.5, 3.6)], 4.0)
+    det = streamdet.Detector(path, device="cpu", hop=0.25)
+    assert det.min_gap == {"low": 0.2, "mid": 0.0, "high": 0.0}
+    assert det.min_duration == {"low": 0.0, "mid": 0.0, "high": 0.2}
+    # low merges its 0.1 s gap, mid (no metadata) does not, the 0.1 s high blip is dropped
+    assert key(run_stream(det, x)) == [("low", 1.0, 2.0), ("mid", 2.5, 2.7), ("mid", 2.8, 3.0)]
+    off = streamdet.Detector(path, device="cpu", hop=0.25, min_gap=0.0, min_duration=0.0)
+    assert key(run_stream(off, x)) == [("high", 3.5, 3.6), ("low", 1.0, 1.5), ("low", 1.6, 2.0), ("mid", 2.5, 2.7),
+                                       ("mid", 2.8, 3.0)]
+    both = streamdet.Detector(path, device="cpu", hop=0.25, min_gap={"mid": 0.2})
+    assert key(run_stream(both, x)) == [("low", 1.0, 2.0), ("mid", 2.5, 3.0)]
 
 
 def test_median_filter_removes_blips(band_model: Path) -> None:

@@ -120,6 +120,10 @@ def test_lost_input_keeps_the_clock(band_detector: streamdet.Detector) -> None:
         ({"props": {"sample_rate": "fast"}}, "sample_rate"),
         ({"props": {"streamdet_format": "9"}}, "streamdet_format"),
         ({"props": {"thresholds": '{"zzz": [0.5, 0.3]}'}}, "thresholds"),
+        ({"props": {"postprocess": '{"zzz": {"min_gap": 1.0}}'}}, "postprocess"),
+        ({"props": {"postprocess": '{"low": {"min_gap": -1.0}}'}}, "postprocess"),
+        ({"props": {"postprocess": '{"low": {"merge": 1.0}}'}}, "postprocess"),
+        ({"props": {"postprocess": '{"low": 1.0}'}}, "postprocess"),
         ({"window_dim": 12000}, "window_samples"),
     ],
 )

@@ -14,7 +14,7 @@ from streamdet.models import build_model, load_checkpoint
 from streamdet.train.datasets import read_scenes
 from streamdet.train.loop import EMA, TrainConfig, Trainer, lr_at, sed_loss
 from streamdet.train.synth import SceneConfig, synthesize_split
-from streamdet.train.thresholds import tune_thresholds
+from streamdet.train.thresholds import tracks_to_events, tune_postprocessing, tune_thresholds
 from streamdet.train.torch_data import FeatureBank
 
 from streamdet.metrics import events_from_records
@@ -135,6 +135,36 @@ def test_threshold_tuning_finds_the_separating_on_threshold() -> None:
     assert json.dumps(report)  # JSON-able, stored in the model's provenance
 
 
+def test_post_processing_tuning_merges_a_cadenced_class_and_drops_blips() -> None:
+    """A beeping class (0.5 s on / 0.3 s off, labelled as one event) needs min_gap; a class with one-frame blips
+    besides its true events needs min_duration. Tuning finds both, per class, and reaches F1 1."""
+    frame = 0.1
+    tracks, rows = {}, []
+    for k in range(4):
+        scores = np.full((100, 2), 0.05, np.float32)
+        for a in range(20, 44, 8):  # beeps 2.0-2.5, 2.8-3.3, 3.6-4.1
+            scores[a + k : a + k + 5, 0] = 0.9
+        rows.append((f"f{k}.wav", 2.0 + k * frame, 4.1 + k * frame, "beep"))
+        scores[60 + k : 75 + k, 1] = 0.9
+        scores[[10 + k, 85 + k], 1] = 0.9  # blips
+        rows.append((f"f{k}.wav", 6.0 + k * frame, 7.5 + k * frame, "hum"))
+        tracks[f"f{k}.wav"] = (scores, frame, 10.0)
+    gt = events_from_records(rows)
+    thresholds, post, report = tune_postprocessing(tracks, gt, ["beep", "hum"])
+    assert 0.3 <= post["beep"]["min_gap"] <= 1.5 and post["beep"]["min_duration"] <= 0.5
+    assert post["hum"]["min_gap"] == 0.0 and 0.125 <= post["hum"]["min_duration"] <= 0.5
+    beep, hum = report["classes"]["beep"], report["classes"]["hum"]
+    assert beep["event_f1"] == 1.0 and beep["default_event_f1"] == 0.0
+    assert hum["event_f1"] == 1.0 and hum["default_event_f1"] < 0.7
+    assert json.dumps(report) and json.dumps(post)
+    # the tuned values mean the same in the tracker the engine runs
+    events = tracks_to_events(tracks, ["beep", "hum"], thresholds,
+                              min_gap={c: v["min_gap"] for c, v in post.items()},
+                              min_duration={c: v["min_duration"] for c, v in post.items()})
+    assert sorted((e.label, round(e.onset, 3), round(e.offset, 3)) for e in events["f0.wav"]) == [
+        ("beep", 2.0, 4.1), ("hum", 6.0, 7.5)]
+
+
 @pytest.mark.slow
 def test_quick_recipe_runs_end_to_end_and_exports_a_contract_model(cli, tmp_path: Path) -> None:
     """`streamdet train --recipe alerts --quick`: synthesis -> training -> tuning -> export -> evaluation."""
@@ -156,6 +186,8 @@ def test_quick_recipe_runs_end_to_end_and_exports_a_contract_model(cli, tmp_path
     assert det.labels == list(ALERTS_LABELS)
     assert (meta.sample_rate, meta.window_samples, meta.model_type) == (16000, 32000, "htsat")
     assert set(meta.thresholds) == set(ALERTS_LABELS)  # tuned on validation, stored in the metadata
+    assert set(meta.postprocess) == set(ALERTS_LABELS)  # likewise min_duration / min_gap per class
+    assert det.min_gap == {c: v["min_gap"] for c, v in meta.postprocess.items()}
     assert all(0 < off <= on < 1 for on, off in meta.thresholds.values())
     prov = meta.provenance
     assert prov["recipe"] == "streamdet train --recipe alerts --quick"

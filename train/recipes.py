@@ -247,7 +247,10 @@ def measure_latency(onnx_path: Path, runs: int = 50, threads: int = 1) -> dict[s
             "threads": threads, "batch": 1}
 
 
-def _export(model: Any, path: Path, recipe: Recipe, thresholds: Mapping | None, provenance: Mapping) -> Any:
+def _export(
+    model: Any, path: Path, recipe: Recipe, thresholds: Mapping | None, provenance: Mapping,
+    postprocess: Mapping | None = None,
+) -> Any:
     try:
         from streamdet.export import to_onnx
     except ImportError as exc:  # pragma: no cover - until the exporter lands
@@ -255,7 +258,7 @@ def _export(model: Any, path: Path, recipe: Recipe, thresholds: Mapping | None, 
     thr = None if thresholds is None else {k: [float(v[0]), float(v[1])] for k, v in thresholds.items()}
     return to_onnx(
         model, path, window_seconds=recipe.window_seconds, labels=list(recipe.labels), thresholds=thr,
-        provenance=dict(provenance),
+        postprocess=postprocess, provenance=dict(provenance),
     )
 
 
@@ -306,7 +309,7 @@ def run_recipe(
     from .datasets import read_scenes
     from .loop import Trainer, default_threads, ground_truth, score_events
     from .synth import speech, synthesize_scene
-    from .thresholds import tracks_to_events, tune_thresholds
+    from .thresholds import tracks_to_events, tune_postprocessing
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -376,18 +379,20 @@ def run_recipe(
     _export(best, plain, recipe, None, {"recipe": recipe.name, "stage": "untuned"})
     val_tracks = _engine_tracks(plain, val_records, recipe.eval_hop, recipe.eval_lookahead, threads)
     val_gt, val_dur = ground_truth(val_records, labels)
-    thresholds, tuning = tune_thresholds(val_tracks, val_gt, labels)
+    thresholds, postprocess, tuning = tune_postprocessing(val_tracks, val_gt, labels)
     val_default = score_events(tracks_to_events(val_tracks, labels, dict.fromkeys(labels, (0.5, 0.3))), val_gt,
                                val_dur, labels)
-    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds), val_gt, val_dur, labels)
+    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds, **_per_class(postprocess)), val_gt,
+                             val_dur, labels)
     log(f"validation (engine, hop {recipe.eval_hop} s): event F1 {val_default['event_f1_macro']} -> "
-        f"{val_tuned['event_f1_macro']} with tuned thresholds, segment F1 {val_tuned['segment_f1_macro']}")
+        f"{val_tuned['event_f1_macro']} with tuned thresholds and post-processing, segment F1 "
+        f"{val_tuned['segment_f1_macro']}")
     timings["tuning_s"] = round(time.perf_counter() - t, 1)
 
     # 5. held-out test through the engine ----------------------------------------------------------------------
     t = time.perf_counter()
     tuned = out / "model_tuned.onnx"
-    _export(best, tuned, recipe, thresholds, {"recipe": recipe.name, "stage": "tuned"})
+    _export(best, tuned, recipe, thresholds, {"recipe": recipe.name, "stage": "tuned"}, postprocess)
     test_gt, test_dur = ground_truth(test_records, labels)
     test_pred = _engine_events(tuned, test_records, recipe.eval_hop, recipe.eval_lookahead, threads)
     write_events_tsv(test_pred, out / "test_predictions.tsv")
@@ -416,7 +421,7 @@ def run_recipe(
                           "(SceneConfig.heldout), SNR -5..20 dB",
                  **_headline(test), "per_class": test["per_class"], "variants": variants},
         "engine": {"hop": recipe.eval_hop, "lookahead": recipe.eval_lookahead, "median_filter": 0.0,
-                   "min_duration": 0.0, "min_gap": 0.0},
+                   "postprocess": "per class, tuned on validation (the model's postprocess metadata)"},
         "metrics": {"event_based": "sed_eval EventBasedMetrics, t_collar 0.2 s, offset max(0.2 s, 20% of length)",
                     "segment_based": "sed_eval SegmentBasedMetrics, 1 s segments"},
         "latency_1thread": latency,
@@ -439,7 +444,7 @@ def run_recipe(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     final = out / f"{recipe.name}.onnx"
-    export_report = _export(best, final, recipe, thresholds, provenance)
+    export_report = _export(best, final, recipe, thresholds, provenance, postprocess)
     import streamdet
 
     det = streamdet.Detector(final, device="cpu", threads=threads)
@@ -449,6 +454,7 @@ def run_recipe(
         "onnx_bytes": final.stat().st_size,
         "onnx_sha256": _sha256(final),
         "thresholds": {k: list(v) for k, v in thresholds.items()},
+        "postprocess": postprocess,
         "figures": figures,
         "training": provenance["training"],
         "history": hist,
@@ -469,6 +475,11 @@ def run_recipe(
         log(f"bundled {final.name} and example.wav into {bundle}")
     log(f"done in {_mmss(time.perf_counter() - t_all)}: {final} ({final.stat().st_size / 1e6:.1f} MB)")
     return report
+
+
+def _per_class(postprocess: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``{"min_duration": {label: s}, "min_gap": {label: s}}`` from ``{label: {"min_duration", "min_gap"}}``."""
+    return {key: {label: float(v[key]) for label, v in postprocess.items()} for key in ("min_duration", "min_gap")}
 
 
 def _headline(s: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Score tracks (``{file: (scores [frames, C], frame_seconds, duration)}``) come fr
 in the engine. Classes are independent in the tracker, so each class is tuned on its own: every ``(on, off)``
 pair of a grid is scored with the event-based F1 (200 ms collar) plus ``segment_weight`` times the segment-based
 F1 (1 s) of that class, and the best pair wins (ties: the pair closest to the middle of the grid).
+:func:`tune_postprocessing` also picks each class's ``min_duration`` and ``min_gap`` (stored in the model's
+``postprocess`` metadata, which the engine applies by default).
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from streamdet.events import Event
 from streamdet.postprocess import PostProcessing
 from streamdet.tracker import EventTracker
 
-__all__ = ["DEFAULT_OFF_RATIOS", "DEFAULT_ON_GRID", "track_events", "tracks_to_events", "tune_thresholds"]
+__all__ = [
+    "DEFAULT_DURATION_GRID",
+    "DEFAULT_GAP_GRID",
+    "DEFAULT_OFF_RATIOS",
+    "DEFAULT_ON_GRID",
+    "track_events",
+    "tracks_to_events",
+    "tune_postprocessing",
+    "tune_thresholds",
+]
 
 Track = tuple[np.ndarray, float, float]  # scores [frames, C], frame seconds, duration seconds
 
@@ -35,8 +46,8 @@ def track_events(
     thresholds: Mapping[str, tuple[float, float]],
     name: str,
     median_filter: float = 0.0,
-    min_duration: float = 0.0,
-    min_gap: float = 0.0,
+    min_duration: float | Mapping[str, float] = 0.0,
+    min_gap: float | Mapping[str, float] = 0.0,
 ) -> list[Event]:
     """Events of one score track, as the engine's tracker makes them (closed at ``duration``)."""
     post = PostProcessing.create(thresholds, labels, frame_seconds, median_filter, min_duration, min_gap)
@@ -47,13 +58,54 @@ def track_events(
 
 
 def tracks_to_events(
-    tracks: Mapping[str, Track], labels: Sequence[str], thresholds: Mapping[str, tuple[float, float]], **post: float
+    tracks: Mapping[str, Track], labels: Sequence[str], thresholds: Mapping[str, tuple[float, float]], **post: Any
 ) -> dict[str, list[Event]]:
     """``{file: events}`` for every track."""
     return {
         name: track_events(scores, fs, dur, labels, thresholds, name, **post)
         for name, (scores, fs, dur) in tracks.items()
     }
+
+
+DEFAULT_GAP_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+DEFAULT_DURATION_GRID: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5)
+
+
+def _class_scorer(
+    tracks: Mapping[str, Track], ground_truth: Mapping[str, list[Event]], c: int, label: str, segment_weight: float,
+    median_filter: float,
+) -> Any:
+    """``score(on, off, min_duration, min_gap) -> (objective, event F1, segment F1)`` of class ``c``."""
+    from streamdet.metrics import event_based, segment_based
+
+    durations = {name: float(t[2]) for name, t in tracks.items()}
+    sub = {name: (scores[:, c : c + 1], fs, dur) for name, (scores, fs, dur) in tracks.items()}
+    gt = {name: [e for e in ground_truth.get(name, []) if e.label == label] for name in tracks}
+
+    def score(on: float, off: float, min_duration: float = 0.0, min_gap: float = 0.0) -> tuple[float, float, float]:
+        pred = tracks_to_events(sub, [label], {label: (on, off)}, median_filter=median_filter,
+                                min_duration=min_duration, min_gap=min_gap)
+        ev = event_based(pred, gt, labels=[label], durations=durations).classes[label]["f1"]
+        seg = segment_based(pred, gt, labels=[label], durations=durations).classes[label]["f1"]
+        ev, seg = (0.0 if np.isnan(v) else float(v) for v in (ev, seg))
+        return ev + segment_weight * seg, ev, seg
+
+    return score
+
+
+def _best_pair(score: Any, on_grid: Sequence[float], off_ratios: Sequence[float], **post: float) -> tuple:
+    """``(on, off, objective, event F1, segment F1)`` of the best grid pair (ties: nearest the grid's middle)."""
+    mid = float(np.median(on_grid))
+    best: tuple | None = None
+    for on in on_grid:
+        for ratio in off_ratios:
+            off = round(on * ratio, 3)
+            obj, ev, seg = score(on, off, **post)
+            key = (round(obj, 6), -abs(on - mid), -abs(ratio - 0.7))
+            if best is None or key > best[0]:
+                best = (key, on, off, obj, ev, seg)
+    assert best is not None
+    return best[1:]
 
 
 def tune_thresholds(
@@ -67,37 +119,17 @@ def tune_thresholds(
 ) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Best ``(on, off)`` per class on ``tracks`` against ``ground_truth``; returns ``(thresholds, report)``.
 
-    The report holds, per class, the chosen pair, its event/segment F1 and those of the default 0.5/0.3.
+    ``post`` (``median_filter``, ``min_duration``, ``min_gap``, seconds) is applied while scoring. The report
+    holds, per class, the chosen pair, its event/segment F1 and those of the default 0.5/0.3.
     """
-    from streamdet.metrics import event_based, segment_based
-
-    durations = {name: float(t[2]) for name, t in tracks.items()}
     chosen: dict[str, tuple[float, float]] = {}
     report: dict[str, Any] = {"objective": f"event_f1 + {segment_weight} * segment_f1", "classes": {}}
-    mid = float(np.median(on_grid))
+    median = float(post.pop("median_filter", 0.0))
     for c, label in enumerate(labels):
-        sub = {name: (scores[:, c : c + 1], fs, dur) for name, (scores, fs, dur) in tracks.items()}
-        gt = {name: [e for e in ground_truth.get(name, []) if e.label == label] for name in tracks}
-
-        def score(on: float, off: float, label: str = label, sub: Mapping = sub, gt: Mapping = gt) -> tuple:
-            pred = tracks_to_events(sub, [label], {label: (on, off)}, **post)
-            ev = event_based(pred, gt, labels=[label], durations=durations).classes[label]["f1"]
-            seg = segment_based(pred, gt, labels=[label], durations=durations).classes[label]["f1"]
-            ev, seg = (0.0 if np.isnan(v) else float(v) for v in (ev, seg))
-            return ev + segment_weight * seg, ev, seg
-
-        best: tuple | None = None
-        for on in on_grid:
-            for ratio in off_ratios:
-                off = round(on * ratio, 3)
-                obj, ev, seg = score(on, off)
-                key = (round(obj, 6), -abs(on - mid), -abs(ratio - 0.7))
-                if best is None or key > best[0]:
-                    best = (key, on, off, ev, seg)
-        assert best is not None
-        _, on, off, ev, seg = best
+        score = _class_scorer(tracks, ground_truth, c, label, segment_weight, median)
+        on, off, _, ev, seg = _best_pair(score, on_grid, off_ratios, **post)
         chosen[label] = (float(on), float(off))
-        _, ev0, seg0 = score(0.5, 0.3)
+        _, ev0, seg0 = score(0.5, 0.3, **post)
         report["classes"][label] = {
             "on": float(on),
             "off": float(off),
@@ -107,3 +139,49 @@ def tune_thresholds(
             "default_segment_f1": round(seg0, 4),
         }
     return chosen, report
+
+
+def tune_postprocessing(
+    tracks: Mapping[str, Track],
+    ground_truth: Mapping[str, list[Event]],
+    labels: Sequence[str],
+    on_grid: Sequence[float] = DEFAULT_ON_GRID,
+    off_ratios: Sequence[float] = DEFAULT_OFF_RATIOS,
+    gap_grid: Sequence[float] = DEFAULT_GAP_GRID,
+    duration_grid: Sequence[float] = DEFAULT_DURATION_GRID,
+    segment_weight: float = 0.5,
+    median_filter: float = 0.0,
+) -> tuple[dict[str, tuple[float, float]], dict[str, dict[str, float]], dict[str, Any]]:
+    """Per class, the thresholds and the ``min_duration`` / ``min_gap`` that maximise the objective on
+    ``tracks``; returns ``(thresholds, postprocess {label: {"min_duration", "min_gap"}}, report)``.
+
+    Coordinate search, per class: the best ``(on, off)`` with no merging, then the best ``(min_duration,
+    min_gap)`` pair of the grids at those thresholds, then the thresholds again at that pair. Every candidate is
+    scored with the engine's tracker, so the values mean the same thing in :class:`streamdet.Detector`.
+    """
+    thresholds: dict[str, tuple[float, float]] = {}
+    postprocess: dict[str, dict[str, float]] = {}
+    report: dict[str, Any] = {"objective": f"event_f1 + {segment_weight} * segment_f1",
+                              "search": "thresholds, then (min_duration, min_gap), then thresholds", "classes": {}}
+    for c, label in enumerate(labels):
+        score = _class_scorer(tracks, ground_truth, c, label, segment_weight, median_filter)
+        on, off, *_ = _best_pair(score, on_grid, off_ratios)
+        best: tuple | None = None
+        for dur in duration_grid:
+            for gap in gap_grid:
+                obj = score(on, off, dur, gap)[0]
+                key = (round(obj, 6), -gap, -dur)  # ties: the least post-processing
+                if best is None or key > best[0]:
+                    best = (key, dur, gap)
+        assert best is not None
+        _, dur, gap = best
+        on, off, _, ev, seg = _best_pair(score, on_grid, off_ratios, min_duration=dur, min_gap=gap)
+        thresholds[label] = (float(on), float(off))
+        postprocess[label] = {"min_duration": float(dur), "min_gap": float(gap)}
+        _, ev0, seg0 = score(0.5, 0.3)
+        report["classes"][label] = {
+            "on": float(on), "off": float(off), "min_duration": float(dur), "min_gap": float(gap),
+            "event_f1": round(ev, 4), "segment_f1": round(seg, 4),
+            "default_event_f1": round(ev0, 4), "default_segment_f1": round(seg0, 4),
+        }
+    return thresholds, postprocess, report

@@ -105,8 +105,12 @@ def file_command(
     threshold: str | None = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP, show_default=False),
     thresholds: Path | None = typer.Option(None, "--thresholds", help=THRESHOLDS_HELP, show_default=False),
     median_filter: float = typer.Option(0.0, help="Median filter width over the score track, seconds (0: off)."),
-    min_duration: float = typer.Option(0.0, help="Drop events shorter than this, seconds."),
-    min_gap: float = typer.Option(0.0, help="Merge events of a class separated by less than this, seconds."),
+    min_duration: float | None = typer.Option(
+        None, help="Drop events shorter than this, seconds. Default: the model's per-class value, else 0.",
+        show_default=False),
+    min_gap: float | None = typer.Option(
+        None, help="Merge events of a class separated by less than this, seconds. Default: the model's per-class "
+                   "value, else 0.", show_default=False),
     output_format: str | None = typer.Option(
         None, "--format", "-f", help="table, jsonl, csv or tsv (DCASE). Default: table on a terminal, "
                                      "else from the --output extension, else jsonl.", show_default=False),
@@ -144,7 +148,7 @@ def file_command(
     spec = parse_thresholds(threshold, thresholds)
     for name, value in (("--median-filter", median_filter), ("--min-duration", min_duration),
                         ("--min-gap", min_gap)):
-        if value < 0:
+        if value is not None and not value >= 0:
             fail(f"{name} must be >= 0, got {value}", 2)
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}", 2)
