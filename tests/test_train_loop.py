@@ -12,7 +12,7 @@ import pytest
 import torch
 from streamdet.models import build_model, load_checkpoint
 from streamdet.train.datasets import read_scenes
-from streamdet.train.loop import EMA, TrainConfig, Trainer, lr_at, sed_loss
+from streamdet.train.loop import EMA, TrainConfig, Trainer, frame_map, lr_at, sed_loss
 from streamdet.train.synth import SceneConfig, synthesize_split
 from streamdet.train.thresholds import tracks_to_events, tune_postprocessing, tune_thresholds
 from streamdet.train.torch_data import FeatureBank
@@ -112,6 +112,7 @@ def test_interrupted_training_resumes_exactly(tiny_bank: FeatureBank, tmp_path: 
     best = load_checkpoint(tmp_path / "whole" / "best.pt")  # the EMA weights in streamdet's own format
     assert list(best.labels) == LABELS
     assert "val" in whole.history[-1] and "event_f1_macro" in whole.history[-1]["val"]
+    assert 0.0 <= whole.history[-1]["val"]["frame_map"] <= 1.0  # what selects best.pt by default
     changed = Trainer(tiny_model(), tiny_bank, LABELS, TrainConfig(**{**cfg.to_dict(), "lr": 5e-4}),
                       tmp_path / "split")
     with pytest.raises(ValueError, match="differs in"):
@@ -133,6 +134,19 @@ def test_threshold_tuning_finds_the_separating_on_threshold() -> None:
     assert 0.2 < off <= on <= 0.4
     assert report["classes"]["beep"]["default_event_f1"] == 0.0 and report["classes"]["beep"]["event_f1"] == 1.0
     assert json.dumps(report)  # JSON-able, stored in the model's provenance
+
+
+def test_frame_map_scores_localisation_without_thresholds() -> None:
+    from types import SimpleNamespace
+
+    from streamdet.train.datasets import StrongEvent
+
+    rec = SimpleNamespace(path=Path("a.wav"), events=[StrongEvent("beep", 1.0, 2.0)])
+    exact = np.zeros((40, 1), np.float32)
+    exact[10:20] = 0.3  # any monotone score that ranks the true frames first is perfect
+    late = np.roll(exact, 5, axis=0)
+    assert frame_map({"a.wav": (exact, 0.1, 4.0)}, [rec], ["beep"]) == pytest.approx(1.0)
+    assert frame_map({"a.wav": (late, 0.1, 4.0)}, [rec], ["beep"]) < 0.6
 
 
 def test_post_processing_tuning_merges_a_cadenced_class_and_drops_blips() -> None:

@@ -22,7 +22,7 @@ s)``), and ``last.pt`` is written after every epoch with the model, EMA, optimis
 Validation each epoch runs the EMA model over the validation files with the engine's window/hop/lookahead
 stitching rule (:func:`offline_tracks`), turns the score tracks into events with the engine's tracker
 (:mod:`streamdet.train.thresholds`) and scores them with :mod:`streamdet.metrics`: event-based F1 (200 ms
-collar), segment-based F1 (1 s) and clip mAP.
+collar), segment-based F1 (1 s), clip mAP and frame mAP (threshold-free; what selects ``best.pt`` by default).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "forward_logits",
+    "frame_map",
     "lr_at",
     "offline_tracks",
     "resolve_device",
@@ -95,7 +96,7 @@ class TrainConfig:
     num_workers: int = 0
     val_hop: float = 0.5
     val_lookahead: float = 0.0
-    select_metric: str = "event_f1_macro"
+    select_metric: str = "frame_map"  # a validation figure (validate()); frame_map needs no thresholds
     log_every: int = 25
 
     def __post_init__(self) -> None:
@@ -333,7 +334,26 @@ def validate(
     y_true = np.array([[1.0 if any(e.label == c for e in gt[r.path.name]) else 0.0 for c in labels] for r in records])
     y_score = np.stack([tracks[r.path.name][0].max(axis=0) for r in records])
     out["clip_map"] = round(float(clip_map(y_true, y_score, labels).overall["map"]), 4)
+    out["frame_map"] = round(frame_map(tracks, records, labels), 4)
     return out
+
+
+def frame_map(tracks: Mapping[str, tuple[np.ndarray, float, float]], records: Sequence[Any],
+              labels: Sequence[str]) -> float:
+    """Threshold-free localisation figure: the macro average precision of the score-track frames against frame
+    labels (a frame is positive when events of the class cover at least half of it), over all files."""
+    from streamdet.metrics import clip_map
+
+    from .datasets import frame_targets
+
+    truth, scores = [], []
+    for r in records:
+        track, frame_seconds, _ = tracks[r.path.name]
+        n = track.shape[0]
+        cover = frame_targets(r.events or (), labels, 0.0, n * frame_seconds, n, soft=True)
+        truth.append((cover >= 0.5).astype(np.float32))
+        scores.append(track)
+    return float(clip_map(np.concatenate(truth), np.concatenate(scores), labels).overall["map"])
 
 
 # ------------------------------------------------------------------------------------------------------- trainer

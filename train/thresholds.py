@@ -67,7 +67,9 @@ def tracks_to_events(
     }
 
 
-DEFAULT_GAP_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+DEFAULT_GAP_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+# min_duration delays every onset report by its value, so its grid stops at 0.5 s (a bounded latency cost);
+# min_gap only delays offsets.
 DEFAULT_DURATION_GRID: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5)
 
 
