@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from onnx_test_model import build_band_model
 
 from streamdet.session import BUNDLED_MODEL
 
@@ -41,7 +42,7 @@ def test_models_show_reports_the_contract(cli, band_model: Path) -> None:
     assert info["step_seconds"] == pytest.approx(0.05) and info["steps_per_window"] == 20
     assert info["precision"] == "fp32" and info["output_activation"] == "sigmoid"
     assert info["thresholds"] == {k: [0.5, 0.3] for k in ("low", "mid", "high")}
-    assert info["thresholds_source"] == "runtime default"
+    assert info["thresholds_source"] == "runtime default" and info["postprocess"] == {}
     assert info["inputs"] == [{"name": "waveform", "type": "tensor(float)", "shape": ["batch", 16000]}]
     assert [(o["name"], o["shape"]) for o in info["outputs"]] == [("framewise", ["batch", 20, 3]),
                                                                   ("clipwise", ["batch", 3])]
@@ -52,6 +53,16 @@ def test_models_show_reports_the_contract(cli, band_model: Path) -> None:
     for text in ("low, mid, high", "16000 Hz", "1 s (16000 samples)", "20 steps per window", "fp32",
                  "on 0.5 / off 0.3", "waveform", "framewise", "provenance"):
         assert text in table.stdout, text
+    assert "post-processing" not in table.stdout
+
+
+def test_models_show_reports_per_class_post_processing(cli, tmp_path: Path) -> None:
+    post = {"low": {"min_duration": 0.25, "min_gap": 1.0}}
+    path = build_band_model(tmp_path / "post.onnx", props={"postprocess": json.dumps(post)})
+    info = json.loads(cli("models", "show", path, "--format", "json").stdout)
+    assert info["postprocess"] == post
+    table = cli("models", "show", path)
+    assert "post-processing" in table.stdout and "low 0.25/1" in table.stdout
 
 
 def test_models_show_bad_metadata_and_missing_files(cli, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
     Keys: path, file_bytes, sha256, valid (bool), error (why not, else None), producer, graph, the raw
     ``metadata`` props, the parsed fields (model_type, labels, sample_rate, window_samples, window_seconds,
     step_seconds, steps_per_window, output_activation, precision, thresholds (model's, or the runtime
-    defaults marked ``thresholds_source``), frontend, provenance) and ``inputs``/``outputs`` with shapes.
+    defaults marked ``thresholds_source``), postprocess (per-class min_duration / min_gap, empty when the model
+    has none), frontend, provenance) and ``inputs``/``outputs`` with shapes.
     Raises OSError / RuntimeError when the file is not a loadable ONNX model.
     """
     import onnxruntime as ort
@@ -90,6 +91,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
         precision=md.precision,
         thresholds={k: list(v) for k, v in resolve_thresholds(md.labels, md.thresholds).items()},
         thresholds_source="model" if md.thresholds else "runtime default",
+        postprocess={k: dict(v) for k, v in (md.postprocess or {}).items()},
         frontend=dict(md.frontend),
         provenance=dict(md.provenance),
     )
@@ -167,6 +169,10 @@ def _print_info(info: dict[str, Any]) -> None:
         else:
             text = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in info["thresholds"].items())
         table.add_row("thresholds", f"{text} ({info['thresholds_source']})")
+        if info["postprocess"]:
+            per_class = (f"{k} {v.get('min_duration', 0.0):g}/{v.get('min_gap', 0.0):g}"
+                         for k, v in info["postprocess"].items())
+            table.add_row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
         table.add_row("front-end", json.dumps(info["frontend"], sort_keys=True))
     else:
         table.add_row("error", f"[red]{info['error']}[/red]")
