@@ -32,6 +32,7 @@ def band_detector(band_model: Path):
 # when none runs: CI has no sound hardware). Tests that play audio should use their own sink
 # (``pulse_sink``) so that concurrent test runs on one server do not hear each other.
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -136,13 +137,22 @@ def _streamdet_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "streamdet"]
 
 
+def _default_sigint() -> None:
+    # A test run started as a background job of a non-interactive shell inherits SIGINT ignored, and so would the
+    # CLI it starts: give the child the default disposition so the Ctrl-C tests test the CLI, not the launcher.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def cli():
-    """Run the installed ``streamdet`` entry point: ``cli("file", path, ...) -> CompletedProcess`` (text)."""
+    """Run the installed ``streamdet`` entry point: ``cli("file", path, ...) -> CompletedProcess`` (text).
+    ``cli.command`` is the command line; ``cli.interruptible`` the ``Popen`` keywords of a process a test
+    interrupts with SIGINT."""
 
     def run(*args: object, timeout: float = 120, **kwargs):
         return subprocess.run([*_streamdet_command(), *map(str, args)], capture_output=True, text=True,
                               timeout=timeout, **kwargs)
 
     run.command = _streamdet_command()
+    run.interruptible = {"preexec_fn": _default_sigint}
     return run

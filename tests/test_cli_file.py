@@ -245,7 +245,7 @@ def test_ctrl_c_stops_the_batch_keeps_finished_results_and_exits_130(cli, cli_ca
         link.symlink_to(big)
         names.append(str(link))
     proc = subprocess.Popen([*cli.command, "file", *names, "--model", str(cli_case.model), "-f", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **cli.interruptible)
     try:
         first = proc.stdout.readline()  # the first file is done
         proc.send_signal(signal.SIGINT)

@@ -69,7 +69,7 @@ def _start_listen(cli, model: Path, sink: str, *extra: str) -> tuple[subprocess.
     env = {**os.environ, "PULSE_SOURCE": f"{sink}.monitor"}
     proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(model), "--format",
                              "jsonl", "--hop", "0.25", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, **cli.interruptible)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
         err.wait_for(lambda line: line.startswith("listening on pulse"), timeout=30)
