@@ -2,7 +2,7 @@
 
 ``alerts`` (the bundled default model, DESIGN.md §7) is reproduced end to end by one call::
 
-    streamdet train --recipe alerts --out runs/alerts          # ~90 min on 2 CPU cores
+    streamdet train --recipe alerts --out runs/alerts          # ~75 min on 2 CPU cores (limit: 90)
     streamdet train --recipe alerts --quick --out runs/quick   # the same path in a few minutes (CI)
 
 Stages (each is skipped when its output already exists and matches, so a rerun continues where it stopped):

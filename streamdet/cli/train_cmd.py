@@ -14,7 +14,7 @@ from .common import fail
 
 def train_command(
     recipe: str = typer.Option("alerts", "--recipe", "-r", help="Training recipe (alerts)."),
-    quick: bool = typer.Option(False, "--quick", help="The same path at toy size: minutes instead of ~90 min "
+    quick: bool = typer.Option(False, "--quick", help="The same path at toy size: minutes instead of ~75 min "
                                                       "(for CI; the model is not useful)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (data, features, checkpoints, "
                                                               "model, report). Default: runs/RECIPE[-quick].",
