@@ -388,8 +388,8 @@ def run_recipe(
     thresholds, postprocess, tuning = tune_postprocessing(val_tracks, val_gt, labels)
     val_default = score_events(tracks_to_events(val_tracks, labels, dict.fromkeys(labels, (0.5, 0.3))), val_gt,
                                val_dur, labels)
-    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds, **_per_class(postprocess)), val_gt,
-                             val_dur, labels)
+    val_post = _per_class(postprocess, labels)
+    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds, **val_post), val_gt, val_dur, labels)
     log(f"validation (engine, hop {recipe.eval_hop} s): event F1 {val_default['event_f1_macro']} -> "
         f"{val_tuned['event_f1_macro']} with tuned thresholds and post-processing, segment F1 "
         f"{val_tuned['segment_f1_macro']}")
@@ -483,9 +483,13 @@ def run_recipe(
     return report
 
 
-def _per_class(postprocess: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """``{"min_duration": {label: s}, "min_gap": {label: s}}`` from ``{label: {"min_duration", "min_gap"}}``."""
-    return {key: {label: float(v[key]) for label, v in postprocess.items()} for key in ("min_duration", "min_gap")}
+def _per_class(postprocess: Mapping[str, Mapping[str, float]], labels: list[str]) -> dict[str, dict[str, float]]:
+    """``{"min_duration": {label: s}, "min_gap": {label: s}}`` from ``{label: {"min_duration", "min_gap"}}``, resolved
+    as the engine resolves a model's ``postprocess`` metadata."""
+    from streamdet.model_metadata import POSTPROCESS_KEYS
+    from streamdet.postprocess import resolve_seconds
+
+    return {key: resolve_seconds(key, labels, postprocess) for key in POSTPROCESS_KEYS}
 
 
 def _headline(s: Mapping[str, Any]) -> dict[str, Any]:

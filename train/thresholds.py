@@ -110,6 +110,20 @@ def _best_pair(score: Any, on_grid: Sequence[float], off_ratios: Sequence[float]
     return best[1:]
 
 
+def _class_report(on: float, off: float, scored: tuple, default: tuple, **post: float) -> dict[str, float]:
+    """One class's tuning report: the chosen pair (and ``post`` settings) with its event/segment F1 (``scored``) and
+    those of the default 0.5/0.3 (``default``), both ``(objective, event F1, segment F1)``."""
+    return {
+        "on": float(on),
+        "off": float(off),
+        **{k: float(v) for k, v in post.items()},
+        "event_f1": round(scored[1], 4),
+        "segment_f1": round(scored[2], 4),
+        "default_event_f1": round(default[1], 4),
+        "default_segment_f1": round(default[2], 4),
+    }
+
+
 def tune_thresholds(
     tracks: Mapping[str, Track],
     ground_truth: Mapping[str, list[Event]],
@@ -129,17 +143,9 @@ def tune_thresholds(
     median = float(post.pop("median_filter", 0.0))
     for c, label in enumerate(labels):
         score = _class_scorer(tracks, ground_truth, c, label, segment_weight, median)
-        on, off, _, ev, seg = _best_pair(score, on_grid, off_ratios, **post)
+        on, off, *scored = _best_pair(score, on_grid, off_ratios, **post)
         chosen[label] = (float(on), float(off))
-        _, ev0, seg0 = score(0.5, 0.3, **post)
-        report["classes"][label] = {
-            "on": float(on),
-            "off": float(off),
-            "event_f1": round(ev, 4),
-            "segment_f1": round(seg, 4),
-            "default_event_f1": round(ev0, 4),
-            "default_segment_f1": round(seg0, 4),
-        }
+        report["classes"][label] = _class_report(on, off, tuple(scored), score(0.5, 0.3, **post))
     return chosen, report
 
 
@@ -177,13 +183,8 @@ def tune_postprocessing(
                     best = (key, dur, gap)
         assert best is not None
         _, dur, gap = best
-        on, off, _, ev, seg = _best_pair(score, on_grid, off_ratios, min_duration=dur, min_gap=gap)
+        on, off, *scored = _best_pair(score, on_grid, off_ratios, min_duration=dur, min_gap=gap)
         thresholds[label] = (float(on), float(off))
         postprocess[label] = {"min_duration": float(dur), "min_gap": float(gap)}
-        _, ev0, seg0 = score(0.5, 0.3)
-        report["classes"][label] = {
-            "on": float(on), "off": float(off), "min_duration": float(dur), "min_gap": float(gap),
-            "event_f1": round(ev, 4), "segment_f1": round(seg, 4),
-            "default_event_f1": round(ev0, 4), "default_segment_f1": round(seg0, 4),
-        }
+        report["classes"][label] = _class_report(on, off, tuple(scored), score(0.5, 0.3), **postprocess[label])
     return thresholds, postprocess, report
