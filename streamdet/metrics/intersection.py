@@ -12,6 +12,10 @@ For a detection ``d`` and the ground-truth events ``g`` of the file:
 - Cross-trigger with class ``k``: a detection failing the DTC whose summed ``|d ∩ g| / |d|`` over the
   class-``k`` ground truth it intersects is at least ``cttc``.
 
+With ``time_decimals`` set, the criteria compare summed intersection durations with ``threshold x length``, both
+rounded to that many decimals of a second, as sed_scores_eval does (``time_decimals=6``) - the two rules only
+differ when a ratio lies within rounding error of its threshold (e.g. 0.15 s of a 1.5 s detection at DTC 0.1).
+
 Intersections are strictly positive overlaps. Zero-length events are dropped; overlapping events of
 one class in one table are an error (as in psds_eval); identical duplicates are kept and counted
 twice. Per-class F1 is ``2 TP / (2 TP + FP + FN)`` and, following psds_eval, NaN for a class without
@@ -79,10 +83,19 @@ def _overlap(d_on: np.ndarray, d_off: np.ndarray, g_on: np.ndarray, g_off: np.nd
     return np.where(inter > 0, inter, 0.0)
 
 
+def _meets(inter: np.ndarray, lengths: np.ndarray, threshold: float, axis: int,
+           time_decimals: int | None) -> np.ndarray:
+    """Whether the overlaps ``inter`` summed along ``axis`` cover at least ``threshold`` of ``lengths``."""
+    if time_decimals is None:  # psds_eval: sum of per-pair ratios
+        shaped = lengths[:, None] if axis == 1 else lengths[None, :]
+        return (inter / shaped).sum(axis) >= threshold
+    return np.round(inter.sum(axis), time_decimals) >= np.round(threshold * lengths, time_decimals)
+
+
 def intersection_counts(predictions: EventTable, ground_truth: EventTable, durations: Mapping[str, float] | None,
                         *, dtc: float = 0.5, gtc: float = 0.5, cttc: float | None = 0.3,
                         labels: Iterable[str] | None = None, classes: list[str] | None = None,
-                        check: bool = True) -> IntersectionCounts:
+                        check: bool = True, time_decimals: int | None = None) -> IntersectionCounts:
     """TP/FP/cross-trigger counts of one set of detections (one operating point).
 
     Args:
@@ -94,6 +107,8 @@ def intersection_counts(predictions: EventTable, ground_truth: EventTable, durat
         labels: extra classes besides the ground-truth labels.
         classes: the exact class list (overrides ``labels``; used when the ground truth was prepared once).
         check: validate the tables (no overlapping same-class events).
+        time_decimals: ``None`` compares overlap ratios with the thresholds (psds_eval); an int compares
+            summed overlap durations with ``threshold x length`` rounded to that many decimals (sed_scores_eval).
     """
     for name, value in (("dtc", dtc), ("gtc", gtc), ("cttc", cttc)):
         if value is not None and not 0.0 <= value <= 1.0:
@@ -125,12 +140,11 @@ def intersection_counts(predictions: EventTable, ground_truth: EventTable, durat
             d_len = d_off - d_on
             inter = _overlap(d_on, d_off, g_on, g_off)
             touches = (inter > 0).any(1)
-            dtc_pass = touches & ((inter / d_len[:, None]).sum(1) >= dtc)
+            dtc_pass = touches & _meets(inter, d_len, dtc, 1, time_decimals)
             if len(g_on):
                 covered = inter[dtc_pass]
                 gt_touch = (covered > 0).any(0)
-                coverage = (covered / (g_off - g_on)[None, :]).sum(0)
-                tp[i] += int((gt_touch & (coverage >= gtc)).sum())
+                tp[i] += int((gt_touch & _meets(covered, g_off - g_on, gtc, 0, time_decimals)).sum())
             if duration is not None:
                 in_file = (d_on < duration) & (d_off > 0) & (duration > 0)
                 fp[i] += int((~dtc_pass & in_file).sum())
@@ -140,7 +154,7 @@ def intersection_counts(predictions: EventTable, ground_truth: EventTable, durat
                 if k == i or len(gts[k][0]) == 0:
                     continue
                 other = _overlap(d_on, d_off, *gts[k])
-                hit = ~dtc_pass & (other > 0).any(1) & ((other / d_len[:, None]).sum(1) >= cttc)
+                hit = ~dtc_pass & (other > 0).any(1) & _meets(other, d_len, cttc, 1, time_decimals)
                 ct[i, k] += int(hit.sum())
     total = float(sum(d for d in durations.values() if d > 0))
     return IntersectionCounts(classes, tp, fp, ct, n_ref, ref_duration, total)

@@ -9,7 +9,7 @@ PSDS is its area up to ``max_efpr`` divided by ``max_efpr``.
 
 Score tracks are thresholded (``score >= threshold`` is active) into one operating point per
 threshold; with every distinct score as a threshold this is the exact, threshold-free PSDS of
-sed_scores_eval.
+sed_scores_eval, whose criteria compare overlap durations rounded to microseconds (``time_decimals=6``).
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def detect(track: ScoreTrack, threshold: float, name: str, label: str | None = N
 
 
 def psds_from_scores(scores: Mapping[str, ScoreTrack], ground_truth: EventTable, durations: Mapping[str, float],
-                     params: PSDSParams = PSDS1, thresholds: Sequence[float] | int | None = None) -> PSDResult:
+                     params: PSDSParams = PSDS1, thresholds: Sequence[float] | int | None = None,
+                     time_decimals: int | None = 6) -> PSDResult:
     """PSDS from score tracks, one operating point per decision threshold.
 
     Args:
@@ -194,6 +195,8 @@ def psds_from_scores(scores: Mapping[str, ScoreTrack], ground_truth: EventTable,
         thresholds: ``None`` uses every distinct score per class (exact, like sed_scores_eval; cost grows
             with the number of distinct scores), an int ``n`` uses ``n`` evenly spaced thresholds in
             ``[1/(2n), 1 - 1/(2n)]`` (the DCASE baseline's grid), a sequence uses those values.
+        time_decimals: how the detection/ground-truth criteria round (see :func:`intersection_counts`): 6 as
+            sed_scores_eval, ``None`` as psds_eval.
     """
     check_no_overlaps(ground_truth, "ground truth")
     tracks = list(scores.values())
@@ -213,7 +216,8 @@ def psds_from_scores(scores: Mapping[str, ScoreTrack], ground_truth: EventTable,
         for thr in grid:
             dets = {name: detect(track, float(thr), name, label) for name, track in scores.items()}
             counts = intersection_counts(dets, ground_truth, durations, dtc=params.dtc, gtc=params.gtc,
-                                         cttc=params.cttc, classes=classes, check=False)
+                                         cttc=params.cttc, classes=classes, check=False,
+                                         time_decimals=time_decimals)
             tpr, fpr, ctr = rates(counts, params.unit)
             points.append((tpr[i], fpr[i], ctr[i]))
         per_class_points[label] = points
