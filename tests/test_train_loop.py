@@ -210,3 +210,26 @@ def test_quick_recipe_runs_end_to_end_and_exports_a_contract_model(cli, tmp_path
     assert framewise.shape == (2, 16, 7) and clipwise.shape == (2, 7)
     assert (out / "example.wav").exists() and (out / "test_predictions.tsv").exists()
     assert report["onnx_bytes"] <= 15_000_000
+
+
+def test_recipe_reuses_a_synthesised_split_whatever_the_speech_cache_path(tmp_path: Path) -> None:
+    """The split key ignores where speech is cached (an absolute or relative output path); other settings count."""
+    from streamdet.train.recipes import _Log, _synth
+
+    base = {"sample_rate": 16000, "duration": 2.0, "labels": ("knock",), "events": (1, 1), "distractors": (0, 0)}
+    out = tmp_path / "split"
+    messages: list[str] = []
+
+    class Recorder(_Log):
+        def __call__(self, msg: str) -> None:
+            messages.append(msg)
+
+    log = Recorder(None)
+    _synth(out, 2, 0, SceneConfig(**base, speech_cache_dir=str(tmp_path / "a")), 1, log, "synth")
+    first = (out / "audio" / "scene_00000.wav").stat().st_mtime_ns
+    _synth(out, 2, 0, SceneConfig(**base, speech_cache_dir="relative/speech_cache"), 1, log, "synth")
+    assert "already in" in messages[-1]
+    assert (out / "audio" / "scene_00000.wav").stat().st_mtime_ns == first
+    _synth(out, 2, 0, SceneConfig(**{**base, "snr_db": (0.0, 5.0)}, speech_cache_dir=None), 1, log, "synth")
+    assert any("synthesising it again" in m for m in messages)
+    assert "already in" not in messages[-1]

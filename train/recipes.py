@@ -196,12 +196,15 @@ def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, w
     """Synthesise a split unless ``out`` already holds the same one."""
     from .synth import synthesize_split
 
-    key = _digest({"n": n, "seed": seed, "config": config.to_dict()})
+    settings = config.to_dict()
+    settings.pop("speech_cache_dir", None)  # where speech renderings are cached, not what a scene holds
+    key = _digest({"n": n, "seed": seed, "config": settings})
     stamp = out / "recipe.key"
     if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
         log(f"{what}: {n} scenes already in {out}")
         return out
     if out.exists():
+        log(f"{what}: {out} holds another or an unfinished split: synthesising it again")
         shutil.rmtree(out)
     t = time.perf_counter()
     synthesize_split(out, n, seed=seed, config=config, workers=workers, progress=log.progress(what))
