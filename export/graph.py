@@ -16,6 +16,8 @@ import onnx
 import torch
 from torch import nn
 
+from streamdet.errors import short_error
+
 from .errors import ExportError
 
 INPUT_NAME = "waveform"
@@ -188,7 +190,7 @@ def declare_shapes(proto: onnx.ModelProto, shapes: dict[str, list[int | str]]) -
     try:
         onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
-        raise ExportError(f"the declared shapes {shapes} contradict the graph: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"the declared shapes {shapes} contradict the graph: {short_error(exc)}") from None
 
 
 def declared_shapes(proto: onnx.ModelProto) -> dict[str, list[int | str]]:

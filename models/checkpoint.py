@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from streamdet.errors import short_error
+
 from .ast import AST, ASTConfig, ASTTokenSemantic, resize_pos_grid
 from .convert import (
     AST_UNUSED,
@@ -172,7 +174,8 @@ def _read_torch_file(path: Path, allow_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f"{path.name}: cannot read as a PyTorch checkpoint: {_first_line(exc)}") from exc
+        reason = short_error(exc, with_type=True)
+        raise CheckpointError(f"{path.name}: cannot read as a PyTorch checkpoint: {reason}") from exc
 
 
 def _is_weights_only_refusal(exc: Exception) -> bool:
@@ -192,12 +195,8 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
         return "the file is empty"
     if not head.startswith((b"PK", b"\x80")):  # torch.save writes a zip archive (or, legacy, a pickle)
         return f"not a torch.save file (neither a zip archive nor a pickle; it starts with {head!r})"
-    return _first_line(exc)
+    return short_error(exc, with_type=True)
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _streamdet_version() -> str:

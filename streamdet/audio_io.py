@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import short_error
+
 DEFAULT_BLOCK_FRAMES = 1 << 16
 
 
@@ -67,8 +69,7 @@ def _open(path: str | Path):
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text.replace("Error opening ", "").strip()
+    return short_error(exc, line="last").replace("Error opening ", "").strip()
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -147,11 +148,6 @@ class StreamResampler:
             import soxr
 
             self._soxr = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality=quality)
-
-    @property
-    def identity(self) -> bool:
-        """True when no resampling happens."""
-        return self._soxr is None
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next chunk of mono samples (may return fewer samples than the ratio suggests)."""

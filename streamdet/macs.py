@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import short_error
+
 __all__ = ["METHODS", "MacCount", "MacCountError", "count_onnx_macs", "node_macs"]
 
 METHODS = ("auto", "symbolic", "onnx", "run")
@@ -295,6 +297,5 @@ def _run_shapes(proto: Any, names: Sequence[str]) -> dict[str, Shape | None]:
     except MacCountError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise MacCountError(f"could not run the graph to read its shapes ({first})") from None
+        raise MacCountError(f"could not run the graph to read its shapes ({short_error(exc, limit=200)})") from None
     return {name: tuple(int(d) for d in np.shape(v)) for name, v in zip(wanted, values, strict=True)}

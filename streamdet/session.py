@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import short_error
 from .model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ModelMetadataError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -155,7 +156,7 @@ class ModelSession:
         try:
             return ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as exc:
-            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({_first_line(exc)})") from None
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({short_error(exc)})") from None
 
     def _cuda_graph_enabled(self) -> bool:
         opts = self._session.get_provider_options().get(CUDA, {})
@@ -256,7 +257,3 @@ class _IOBinder:
         self.session.run_with_iobinding(self.binding)
         return self.dev_fw.numpy()[:n].copy(), self.dev_cw.numpy()[:n].copy()
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import short_error
 from .common import fail
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def export_command(
     except ExportError as exc:
         fail(str(exc) if str(output) in str(exc) else f"{checkpoint}: {exc}", 1)
     except (RuntimeError, ValueError, TypeError, OSError) as exc:  # the tracer / ONNX tooling on unusual models
-        fail(f"{checkpoint}: export failed: {type(exc).__name__}: {_first_line(exc)}", 1)
+        fail(f"{checkpoint}: export failed: {short_error(exc, with_type=True)}", 1)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -127,7 +128,3 @@ def _naming(path: Path, message: str) -> str:
     """``message`` prefixed with ``path`` unless it already starts with the file's name."""
     return message if message.startswith(path.name) else f"{path}: {message}"
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
