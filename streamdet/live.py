@@ -1,10 +1,12 @@
 """Live input with sounddevice: ``Detector.listen`` returns a :class:`LiveStream`.
 
-The PortAudio callback only copies the block into a preallocated :class:`RingBuffer` (no buffer
-allocation, no lock, no waiting) at the block's absolute frame position. The detector's
-:class:`~streamdet.scheduler.LiveScheduler` thread drains the ring into the :class:`Stream`, runs the
-due windows of all live streams in one batched call and delivers updates to the iterator queue
-and the ``on_event`` callback.
+The PortAudio callback (:meth:`LiveStream.capture`) only copies the block into a preallocated
+:class:`RingBuffer` (no buffer allocation, no lock, no waiting) at the block's absolute frame position.
+The detector's :class:`~streamdet.scheduler.LiveScheduler` thread drains the ring into the
+:class:`~streamdet.stream.Stream`, runs the due windows of all live streams in one batched call and
+delivers updates to the iterator queue and the ``on_event`` callback. A LiveStream is built from its
+stream and the scheduler (:meth:`streamdet.Detector.listen` does it) and implements the scheduler's
+:class:`~streamdet.scheduler.LiveSource` protocol (``stream``, ``drain``, ``deliver``, ``fail``).
 
 Clock and lost input:
 
@@ -37,47 +39,47 @@ from .events import Update
 from .ring_buffer import RingBuffer
 
 if TYPE_CHECKING:
-    from .detector import Detector, UpdateCallback
+    from .scheduler import LiveScheduler
+    from .stream import Stream, UpdateCallback
 
 _DONE = object()
 _wall_clock = time.time  # epoch seconds; a module attribute so tests can substitute a clock
 
 
+def default_input_rate(device: int | str | None) -> float:
+    """The default sample rate of the sounddevice input ``device`` (None: the system's default input)."""
+    import sounddevice as sd
+
+    return float(sd.query_devices(device, "input")["default_samplerate"])
+
+
 class LiveStream:
     """A running live input; a context manager and an iterator of :class:`Update`.
 
-    ``stream`` is the underlying :class:`~streamdet.detector.Stream` (scores, counters). Pass
-    ``open_device=False`` to feed :meth:`_callback` yourself (tests, custom capture code).
+    ``stream`` is the underlying :class:`~streamdet.stream.Stream` (scores, counters); ``device_stream`` the
+    sounddevice ``InputStream`` (None with ``open_device=False``: feed :meth:`capture` yourself, e.g. from
+    custom capture code or a test).
     """
 
     def __init__(
         self,
-        detector: Detector,
+        stream: Stream,
+        scheduler: LiveScheduler,
         device: int | str | None = None,
         *,
-        sample_rate: float | None = None,
-        channels: int = 1,
-        name: str = "live",
         blocksize: int = 0,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
-        record_scores: bool = False,
         latency: str | float = "low",
         open_device: bool = True,
     ) -> None:
-        self.detector = detector
+        self.stream = stream
+        self.scheduler = scheduler
         self.device = device
-        self._sd_stream: Any = None
-        if sample_rate is None:
-            if not open_device:
-                raise ValueError("sample_rate is required with open_device=False")
-            import sounddevice as sd
-
-            sample_rate = float(sd.query_devices(device, "input")["default_samplerate"])
-        self.sample_rate = float(sample_rate)
-        self.channels = int(channels)
+        self.device_stream: Any = None
+        self.sample_rate = stream.sample_rate
+        self.channels = stream.channels
         self.on_event = on_event
-        self.stream = detector.stream(self.sample_rate, self.channels, name=name, record_scores=record_scores)
         capacity = max(int(ring_seconds * self.sample_rate), 4096)
         guard = min(max(blocksize, 8192), capacity // 4)
         self.ring = RingBuffer(capacity, self.channels, guard=guard)
@@ -92,25 +94,28 @@ class LiveStream:
         self._anchor: tuple[int, float] | None = None  # (frame position, wall time) of the newest block
         self._tolerance = max(1, int(0.02 * self.sample_rate))
         self._started = False
-        self._closed = False
+        self.closed = False
         self._close_lock = threading.Lock()
         self.final_updates: list[Update] = []
         if open_device:
             import sounddevice as sd
 
-            self._sd_stream = sd.InputStream(
+            self.device_stream = sd.InputStream(
                 device=device,
                 samplerate=self.sample_rate,
                 channels=self.channels,
                 dtype="float32",
                 blocksize=blocksize,
                 latency=latency,
-                callback=self._callback,
+                callback=self.capture,
             )
 
     # --- producer side (PortAudio thread) ----------------------------------------------------
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        """PortAudio callback: place the block on the timeline and copy it into the ring."""
+    def capture(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """The PortAudio callback: place the block on the timeline and copy it into the ring.
+
+        ``time_info`` may carry ``inputBufferAdcTime`` / ``currentTime`` (PortAudio's stream clock), ``status``
+        ``input_overflow``; either may be None."""
         now = _wall_clock()
         if status and getattr(status, "input_overflow", False):
             self.overflows += 1
@@ -129,26 +134,28 @@ class LiveStream:
         self._prev_adc = adc
         self._prev_frames = frames
 
-    # --- consumer side (scheduler thread, stream lock held) ----------------------------------
-    def _drain(self) -> None:
+    # --- consumer side (the scheduler's LiveSource protocol; stream lock held) -------------------
+    def drain(self) -> None:
+        """Move the captured audio from the ring into the stream, counting what was lost."""
         end = self.ring.end
         start = max(self._read_pos, end - self.ring.capacity)
         if start > self._read_pos:  # overwritten before we could read it
-            self.stream._feed_lost(start - self._read_pos)
+            self.stream.feed_lost(start - self._read_pos)
         if end > start:
             buf = np.empty((end - start, self.channels), np.float32)
             zeroed = self.ring.read_into(buf, start)
-            self.stream._feed(buf)
-            self.stream.lost_samples += zeroed
+            self.stream.feed(buf)
+            self.stream.add_lost(zeroed)
         gaps = self.ring.gap_frames - self._gap_seen  # zero-filled by the producer, fed above
         self._gap_seen += gaps
-        self.stream.lost_samples += gaps
+        self.stream.add_lost(gaps)
         self._read_pos = end
         anchor = self._anchor
         if anchor is not None:
             self.stream.wall_origin = anchor[1] - anchor[0] / self.sample_rate
 
-    def _deliver(self, updates: list[Update]) -> None:
+    def deliver(self, updates: list[Update]) -> None:
+        """Queue ``updates`` for the iterator and pass them to ``on_event`` (recording onset latencies)."""
         now = _wall_clock()
         for u in updates:
             if u.type == "onset" and u.wall_time is not None:
@@ -157,7 +164,8 @@ class LiveStream:
             if self.on_event is not None:
                 self.on_event(u)
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
+        """Raise ``exc`` (an error of the scheduler thread) in the consumer's next ``get`` / iteration."""
         self._queue.put(exc)
 
     # --- public ------------------------------------------------------------------------------
@@ -165,28 +173,28 @@ class LiveStream:
         """Start capturing (``with`` does it for you)."""
         if not self._started:
             self._started = True
-            self.detector._live_scheduler().add(self)
-            if self._sd_stream is not None:
-                self._sd_stream.start()
+            self.scheduler.add(self)
+            if self.device_stream is not None:
+                self.device_stream.start()
         return self
 
     def close(self) -> list[Update]:
         """Stop capturing, evaluate the remaining audio, close open events; return the last updates."""
         with self._close_lock:
-            if self._closed:
+            if self.closed:
                 return []
-            self._closed = True
-            if self._sd_stream is not None:
-                self._sd_stream.stop()
-                self._sd_stream.close()
-            self.detector._live_scheduler().remove(self)
-            with self.stream._lock:
+            self.closed = True
+            if self.device_stream is not None:
+                self.device_stream.stop()
+                self.device_stream.close()
+            self.scheduler.remove(self)
+            with self.stream.lock:
                 if not self.stream.closed:
-                    self._drain()
+                    self.drain()
                     final = self.stream.close()
                 else:
                     final = []
-            self._deliver(final)
+            self.deliver(final)
             self.final_updates = final
             self._queue.put(_DONE)
             return final
@@ -221,6 +229,11 @@ class LiveStream:
             yield item
 
     @property
+    def device_stopped(self) -> bool:
+        """True when the audio device's stream stopped by itself (device unplugged) before :meth:`close`."""
+        return self.device_stream is not None and not self.device_stream.active and not self.closed
+
+    @property
     def lost_samples(self) -> int:
         """Input frames lost so far (zero-filled on the timeline)."""
         return self.stream.lost_samples
@@ -229,7 +242,7 @@ class LiveStream:
     def lag(self) -> float:
         """Seconds of captured audio not yet evaluated (ring backlog plus stream backlog)."""
         ring_backlog = (self.ring.end - self._read_pos) / self.sample_rate
-        return ring_backlog + self.stream._backlog_seconds()
+        return ring_backlog + self.stream.backlog_seconds()
 
     def latency_percentiles(self, *qs: float) -> list[float]:
         """Percentiles (0–100) of onset latency: emission time minus the onset's wall time."""

@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .postprocess import SECONDS_SETTINGS, PostProcessing
+
 FORMAT_VERSION = "1"
 ACTIVATIONS = ("sigmoid", "softmax")
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("framewise", "clipwise")
-POSTPROCESS_KEYS = ("min_duration", "min_gap")  # per-class seconds in the optional ``postprocess`` field
+POSTPROCESS_KEYS = SECONDS_SETTINGS  # per-class seconds in the optional ``postprocess`` field
 REQUIRED_FIELDS = (
     "streamdet_format",
     "model_type",
@@ -101,27 +103,25 @@ class ModelMetadata:
             )
         if self.precision not in PRECISIONS:
             raise ModelMetadataError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
-        if self.thresholds is not None:
-            for label, pair in self.thresholds.items():
-                if label not in self.labels:
-                    raise ModelMetadataError(f"thresholds: unknown label {label!r}")
-                on, off = pair
-                if not (0.0 <= off <= on <= 1.0):
+        for name, values in (("thresholds", self.thresholds), ("postprocess", self.postprocess)):
+            unknown = sorted(set(values or ()) - set(self.labels))
+            if unknown:
+                raise ModelMetadataError(f"{name}: unknown label {unknown[0]!r}")
+        for label, values in (self.postprocess or {}).items():
+            for key in values:
+                if key not in POSTPROCESS_KEYS:
                     raise ModelMetadataError(
-                        f"thresholds: {label!r} needs 0 <= off <= on <= 1, got on={on}, off={off}"
+                        f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
                     )
+        try:  # the same rules as the user's settings
+            self.default_postprocessing()
+        except ValueError as exc:
+            text = str(exc)
+            raise ModelMetadataError(text if text.startswith("thresholds:") else f"postprocess: {text}") from None
 
-        if self.postprocess is not None:
-            for label, values in self.postprocess.items():
-                if label not in self.labels:
-                    raise ModelMetadataError(f"postprocess: unknown label {label!r}")
-                for key, value in values.items():
-                    if key not in POSTPROCESS_KEYS:
-                        raise ModelMetadataError(
-                            f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
-                        )
-                    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                        raise ModelMetadataError(f"postprocess: {label!r} {key} must be >= 0 seconds, got {value!r}")
+    def default_postprocessing(self) -> PostProcessing:
+        """The post-processing this model asks for: its ``thresholds`` and ``postprocess``, else the defaults."""
+        return PostProcessing.resolve(self.labels, model_thresholds=self.thresholds, model_postprocess=self.postprocess)
 
     def check_shapes(
         self,

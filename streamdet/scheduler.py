@@ -1,14 +1,16 @@
 """Scheduling window evaluations: batching due windows across streams, and the live loop's lag rule.
 
 :func:`run_due` evaluates every window that is due on a set of streams, putting the windows of all
-streams that are due together into one inference call (up to the session's batch limit per call),
-in window order per stream. Pushed streams (``Stream.push``, ``Detector.push_many``, file mode) are
-paced by the caller, so they are never behind: each call returns once every complete window has
-been evaluated.
+streams that are due together into one inference call (up to the batch limit per call), in window
+order per stream. :func:`run_locked` is the one way to call it: lock the streams (in a fixed order, so
+two callers never deadlock), prepare each (feed it samples, drain a ring buffer), run what is due,
+release. Pushed streams (``Stream.push``, ``Detector.push_many``, file mode) are paced by the caller, so
+they are never behind: each call returns once every complete window has been evaluated.
 
-Live streams are served by one :class:`LiveScheduler` thread per detector. Each cycle it drains
-every live source's ring buffer into its stream, then calls :func:`run_due` on all of them, so the
-newest windows of all live streams go through one batched call each hop.
+Live streams are served by one :class:`LiveScheduler` thread per detector. Each cycle it drains every
+live source's ring buffer into its stream, applies the lag rule, and runs the due windows of all of them
+in one :func:`run_locked` call, so the newest windows of all live streams go through one batched call
+each hop.
 
 Lag rule (live only). A stream's *lag* is the audio received but not yet covered by an evaluated
 window, in seconds (plus what still waits in the ring buffer). Normally it stays below one hop.
@@ -19,40 +21,101 @@ window, the windows in between are never evaluated, the frames only they would h
 0 (open events end there), and the dropped audio is counted in ``Stream.skipped_samples`` and
 reported. Timestamps still come from sample positions, so they never drift; the timeline remains
 aligned with real time.
+
+The protocols below are all the scheduler knows of a stream and of a live source; this module imports
+no other part of the engine.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from .events import Update
 
-if TYPE_CHECKING:
-    from .detector import Stream
+__all__ = ["LiveScheduler", "LiveSource", "Runner", "Schedulable", "locked", "run_due", "run_locked"]
 
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def run_due(
-    runner: Runner, streams: Sequence[Stream], batch_limit: int, final: Sequence[Stream] = ()
-) -> dict[Stream, list[Update]]:
+class Schedulable(Protocol):
+    """What the scheduler needs of a stream (:class:`streamdet.stream.Stream` implements it)."""
+
+    lock: Any  # a threading.RLock
+    closed: bool
+
+    def take_due(self, limit: int, final: bool = False) -> tuple[list[int], np.ndarray]:
+        """Claim up to ``limit`` due windows: their indices and samples ``[n, window]``."""
+        ...
+
+    def consume(self, ks: list[int], framewise: np.ndarray, clipwise: np.ndarray, seconds: float) -> list[Update]:
+        """Take the predictions of windows ``ks``; return the updates they produce."""
+        ...
+
+    def backlog_seconds(self) -> float:
+        """Audio received but not covered by an evaluated window, in seconds."""
+        ...
+
+    def skip_to_newest(self) -> None:
+        """The lag rule: jump to the newest complete window (the skipped audio is counted)."""
+        ...
+
+
+class LiveSource(Protocol):
+    """What the live scheduler needs of a live input (:class:`streamdet.live.LiveStream` implements it)."""
+
+    @property
+    def stream(self) -> Schedulable:
+        """The stream the source feeds."""
+        ...
+
+    def drain(self) -> None:
+        """Move the captured audio into the stream (its lock is held)."""
+        ...
+
+    def deliver(self, updates: list[Update]) -> None:
+        """Hand the updates of a cycle to the consumer."""
+        ...
+
+    def fail(self, exc: BaseException) -> None:
+        """Report an error of the scheduler thread to the consumer."""
+        ...
+
+
+S = TypeVar("S", bound=Schedulable)
+
+
+@contextmanager
+def locked(streams: Sequence[Schedulable]) -> Iterator[None]:
+    """Hold the locks of ``streams`` (acquired in ``id`` order, released in reverse)."""
+    order = sorted(dict.fromkeys(streams), key=id)
+    for s in order:
+        s.lock.acquire()
+    try:
+        yield
+    finally:
+        for s in reversed(order):
+            s.lock.release()
+
+
+def run_due(runner: Runner, streams: Sequence[S], batch_limit: int, final: Sequence[S] = ()) -> dict[S, list[Update]]:
     """Evaluate all due windows of ``streams`` (``final`` ones up to their end); return their updates.
 
-    The caller holds the streams' locks. Windows due at the same time on different streams share
-    inference calls; each call takes at most ``batch_limit`` windows.
+    The caller holds the streams' locks (use :func:`run_locked`). Windows due at the same time on
+    different streams share inference calls; each call takes at most ``batch_limit`` windows.
     """
-    out: dict[Stream, list[Update]] = {s: [] for s in streams}
+    out: dict[S, list[Update]] = {s: [] for s in streams}
     finals = {id(s) for s in final}
     while True:
         jobs = []
         room = batch_limit
         for s in streams:
-            ks, windows = s._take_due(room, final=id(s) in finals)
+            ks, windows = s.take_due(room, final=id(s) in finals)
             if ks:
                 jobs.append((s, ks, windows))
                 room -= len(ks)
@@ -67,31 +130,43 @@ def run_due(
         i = 0
         for s, ks, _ in jobs:
             n = len(ks)
-            out[s].extend(s._consume(ks, framewise[i : i + n], clipwise[i : i + n], elapsed * n / len(batch)))
+            out[s].extend(s.consume(ks, framewise[i : i + n], clipwise[i : i + n], elapsed * n / len(batch)))
             i += n
 
 
-class LiveScheduler:
-    """One thread serving every live source of a detector (see the module docstring)."""
+def run_locked(runner: Runner, batch_limit: int, streams: Sequence[S], prepare: Callable[[S], object] | None = None,
+               final: Sequence[S] = ()) -> dict[S, list[Update]]:
+    """Lock ``streams``, call ``prepare`` on each, evaluate what is due (:func:`run_due`), release the locks."""
+    with locked(streams):
+        if prepare is not None:
+            for s in streams:
+                prepare(s)
+        return run_due(runner, streams, batch_limit, final)
 
-    def __init__(
-        self, runner: Runner, batch_limit: int, hop_seconds: float, max_lag: float, autostart: bool = True
-    ) -> None:
-        """``autostart=False`` never starts the thread: call :meth:`cycle` yourself (tests, custom loops)."""
-        self._runner = runner
+
+class LiveScheduler:
+    """One thread serving every live source of a detector (see the module docstring).
+
+    ``runner`` and ``autostart`` are public: a test or a custom loop may wrap the runner, or set
+    ``autostart = False`` before the first source is added and call :meth:`cycle` itself.
+    """
+
+    def __init__(self, runner: Runner, batch_limit: int, hop_seconds: float, max_lag: float,
+                 autostart: bool = True) -> None:
+        self.runner = runner
+        self.batch_limit = batch_limit
         self.autostart = autostart
-        self._batch_limit = batch_limit
-        self._poll = min(0.02, hop_seconds / 8)
         self.max_lag = max_lag
-        self._sources: list = []  # LiveStream objects
+        self._poll = min(0.02, hop_seconds / 8)
+        self._sources: list[LiveSource] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         self.errors: list[BaseException] = []
 
-    def add(self, source) -> None:
-        """Start serving ``source`` (a LiveStream); starts the thread on first use."""
+    def add(self, source: LiveSource) -> None:
+        """Start serving ``source``; starts the thread on first use (unless ``autostart`` is off)."""
         with self._lock:
             self._sources.append(source)
             if self.autostart and (self._thread is None or not self._thread.is_alive()):
@@ -99,7 +174,7 @@ class LiveScheduler:
                 self._thread = threading.Thread(target=self._loop, name="streamdet-live", daemon=True)
                 self._thread.start()
 
-    def remove(self, source) -> None:
+    def remove(self, source: LiveSource) -> None:
         """Stop serving ``source`` (its remaining audio is handled by its own close)."""
         with self._lock:
             if source in self._sources:
@@ -118,25 +193,21 @@ class LiveScheduler:
             sources = list(self._sources)
         if not sources:
             return
-        streams = [src.stream for src in sources]
-        locks = sorted(streams, key=id)
-        for s in locks:
-            s._lock.acquire()
-        try:
-            active = []
-            for src in sources:
-                if src.stream.closed:
-                    continue
-                src._drain()
-                if src.stream._backlog_seconds() > self.max_lag:
-                    src.stream._skip_to_newest()
-                active.append(src)
-            results = run_due(self._runner, [src.stream for src in active], self._batch_limit)
-        finally:
-            for s in reversed(locks):
-                s._lock.release()
-        for src in active:
-            src._deliver(results[src.stream])
+        by_stream = {id(src.stream): src for src in sources}
+        delivered: list[LiveSource] = []
+
+        def prepare(stream: Schedulable) -> None:
+            if stream.closed:  # closed by its own close() since the list was taken
+                return
+            src = by_stream[id(stream)]
+            src.drain()
+            if stream.backlog_seconds() > self.max_lag:
+                stream.skip_to_newest()
+            delivered.append(src)
+
+        results = run_locked(self.runner, self.batch_limit, [src.stream for src in sources], prepare)
+        for src in delivered:
+            src.deliver(results[src.stream])
 
     def _loop(self) -> None:
         while not self._stop:
@@ -145,6 +216,6 @@ class LiveScheduler:
             except BaseException as exc:  # keep serving; the sources report it
                 self.errors.append(exc)
                 for src in list(self._sources):
-                    src._fail(exc)
+                    src.fail(exc)
             self._wake.wait(self._poll)
             self._wake.clear()

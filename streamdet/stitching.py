@@ -56,12 +56,19 @@ class Timeline:
     @classmethod
     def create(cls, meta: ModelMetadata, hop: float, lookahead: float = 0.0) -> Timeline:
         """Quantise ``hop``/``lookahead`` (seconds) for ``meta`` as the module docstring describes."""
+        return cls.for_window(meta.sample_rate, meta.window_samples, meta.steps_per_window, hop, lookahead)
+
+    @classmethod
+    def for_window(cls, sample_rate: int, window_samples: int, steps: int, hop: float,
+                   lookahead: float = 0.0) -> Timeline:
+        """The timeline of a model with ``steps`` framewise steps per window of ``window_samples`` samples at
+        ``sample_rate`` (what :meth:`create` reads from the metadata; training validation passes it directly)."""
         if not (hop > 0 and math.isfinite(hop)):
             raise ValueError(f"hop must be a positive number of seconds, got {hop}")
         if not (lookahead >= 0 and math.isfinite(lookahead)):
             raise ValueError(f"lookahead must be >= 0 seconds, got {lookahead}")
-        sr, W = meta.sample_rate, meta.window_samples
-        step = W // meta.steps_per_window
+        sr, W = int(sample_rate), int(window_samples)
+        step = W // steps
         quantum = max(d for d in _divisors(step) if d <= max(1, sr // 100))
         hop_samples = max(quantum, round(hop * sr / quantum) * quantum)
         if hop_samples > W:
@@ -118,11 +125,6 @@ class Stitcher:
         self._repeat = timeline.step // timeline.frame
         self._frames_per_window = timeline.window // timeline.frame
 
-    @property
-    def next_frame(self) -> int:
-        """Index of the next frame to be finalised (all earlier ones were returned)."""
-        return self._base
-
     def add(self, k: int, framewise: np.ndarray) -> tuple[int, np.ndarray]:
         """Add window ``k``'s framewise [steps, C]; return ``(first_frame, scores [n, C])`` now final."""
         fph = self.t.frames_per_hop
@@ -169,3 +171,20 @@ class Stitcher:
         self._count[self._cap - m :] = 0
         self._base = upto
         return first, out
+
+
+def stitch_windows(timeline: Timeline, framewise: np.ndarray, total_samples: int) -> np.ndarray:
+    """The score track ``[frames, C]`` of a whole stream of ``total_samples`` samples, offline: ``framewise[k - 1]``
+    is window ``k``'s prediction ``[steps, C]`` for ``k = 1 .. timeline.windows_at_end(total_samples)``.
+
+    Exactly what a :class:`~streamdet.stream.Stream` computes (same :class:`Stitcher`, same end-of-stream rule),
+    for callers that evaluate the windows themselves (training validation)."""
+    windows = np.asarray(framewise)
+    expected = timeline.windows_at_end(total_samples)
+    if windows.ndim != 3 or windows.shape[0] != expected:
+        raise ValueError(f"expected the predictions of {expected} windows [K, steps, C], got {windows.shape}")
+    stitcher = Stitcher(timeline, windows.shape[2])
+    parts = [stitcher.add(k, windows[k - 1])[1] for k in range(1, expected + 1)]
+    parts.append(stitcher.flush(total_samples)[1])
+    limit = -(-total_samples // timeline.frame)  # frames past the end are not part of the track
+    return np.concatenate(parts)[:limit]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .events import Event, Update
-from .postprocess import PostProcessing, StreamingMedian
+from .postprocess import FrameRules, StreamingMedian
 
 
 @dataclass
@@ -41,7 +41,7 @@ class EventTracker:
     def __init__(
         self,
         labels: Sequence[str],
-        post: PostProcessing,
+        post: FrameRules,
         frame_seconds: float,
         stream: str,
         wall_origin: float | None = None,

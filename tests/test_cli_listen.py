@@ -247,13 +247,13 @@ def _fake_listen(det: streamdet.Detector, x: np.ndarray, sr: int, unplugged: boo
 
     The blocks are delivered before the listen loop starts, so how the test process is scheduled (this
     machine may be busy) cannot make the stall look like it began before the audio ended."""
-    live = LiveStream(det, sample_rate=sr, name="fake", open_device=False)
+    live = det.listen(sample_rate=sr, name="fake", open_device=False)
     block = sr // 20
     for start in range(0, len(x), block):
         chunk = x[start : start + block, None]
-        live._callback(chunk, len(chunk), None, None)
+        live.capture(chunk, len(chunk), None, None)
     if unplugged:
-        live._sd_stream = _UnpluggedDevice()
+        live.device_stream = _UnpluggedDevice()
     return live
 
 
@@ -281,9 +281,9 @@ def test_terminal_view_shows_meters_events_level_lost_and_latency(cli_case) -> N
 
     det = streamdet.Detector(cli_case.model, device="cpu", hop=0.25, threads=1)
     x, truth = cli_case.scene([(1, 0.2, 2.0)], 1.5, 16000)
-    with LiveStream(det, sample_rate=16000, name="fake", open_device=False) as live:
+    with det.listen(sample_rate=16000, name="fake", open_device=False) as live:
         view = listen_cmd.LiveView(det, live, "fake")
-        live._callback(x[:, None], len(x), None, None)
+        live.capture(x[:, None], len(x), None, None)
         view.add(live.get(timeout=10))
         console = Console(record=True, width=110)
         console.print(view.render())

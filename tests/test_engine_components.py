@@ -158,7 +158,7 @@ def test_streaming_median_matches_scipy_in_any_chunking() -> None:
 
 
 def _track(scores: list[float], **kw: float) -> list[tuple]:
-    post = PostProcessing.create({"a": (0.5, 0.3)}, ["a"], 0.1, **kw)
+    post = PostProcessing.resolve(["a"], **kw).frames(0.1)
     tr = EventTracker(["a"], post, 0.1, "t")
     updates = tr.push(np.array(scores, np.float32)[:, None])
     updates += tr.close(len(scores) * 0.1)
@@ -181,8 +181,7 @@ def test_tracker_min_gap_and_min_duration_per_class() -> None:
     # two classes with the same track: only the class given min_gap 0.2 merges, only the one given
     # min_duration 0.3 drops the short events
     s = np.array([0, 0.6, 0.4, 0.35, 0.2, 0.45, 0.7, 0.1, 0, 0.9], np.float32)
-    post = PostProcessing.create({"a": (0.5, 0.3), "b": (0.5, 0.3)}, ["a", "b"], 0.1,
-                                 min_gap={"a": 0.2}, min_duration={"b": 0.3})
+    post = PostProcessing.resolve(["a", "b"], min_gap={"a": 0.2}, min_duration={"b": 0.3}).frames(0.1)
     assert post.min_gap_frames.tolist() == [2, 0] and post.min_duration_frames.tolist() == [0, 3]
     assert post.onset_delay(0.1) == pytest.approx(0.3)  # the longest min_duration bounds the onset report
     tr = EventTracker(["a", "b"], post, 0.1, "t")
@@ -191,7 +190,27 @@ def test_tracker_min_gap_and_min_duration_per_class() -> None:
     got = sorted((e.label, e.onset, e.offset) for e in tr.closed_events)
     assert got == [("a", 0.1, 1.0), ("b", 0.1, 0.4)]
     with pytest.raises(ValueError, match="min_gap"):
-        PostProcessing.create({"a": (0.5, 0.3)}, ["a"], 0.1, min_gap={"a": -1.0})
+        PostProcessing.resolve(["a"], min_gap={"a": -1.0})
+
+
+def test_postprocessing_is_resolved_and_validated_once() -> None:
+    """One object holds every setting per class: model metadata under user values, defaults under both; a bad
+    value is refused when the object is built, naming the setting, whichever way it came in."""
+    post = PostProcessing.resolve(["a", "b"], model_thresholds={"a": (0.8, 0.4)},
+                                  model_postprocess={"b": {"min_gap": 1.0}}, thresholds={"b": 0.5}, min_duration=0.25)
+    assert post.thresholds == {"a": (0.8, 0.4), "b": (0.5, 0.3)}
+    assert post.min_gap == {"a": 0.0, "b": 1.0} and post.min_duration == {"a": 0.25, "b": 0.25}
+    assert post.replace(min_gap=0.5).min_gap == {"a": 0.5, "b": 0.5}
+    assert post.replace(min_gap=0.5).thresholds == post.thresholds
+    assert post.subset(["b"]).thresholds == {"b": (0.5, 0.3)}
+    for kw, name in ((dict(min_duration=float("inf")), "min_duration"), (dict(median_filter=-1.0), "median_filter"),
+                     (dict(min_gap=True), "min_gap"), (dict(thresholds=(0.3, 0.5)), "thresholds"),
+                     (dict(thresholds={"z": 0.5}), "thresholds"),
+                     (dict(model_postprocess={"a": {"min_gap": float("nan")}}), "min_gap")):
+        with pytest.raises(ValueError, match=name):
+            PostProcessing.resolve(["a", "b"], **kw)
+    with pytest.raises(ValueError, match="min_gap: no value for 'b'"):
+        PostProcessing(("a", "b"), {"a": (0.5, 0.3), "b": (0.5, 0.3)}, {"a": 0.0, "b": 0.0}, {"a": 0.0})
 
 
 def test_resolve_seconds_model_defaults_and_user_overrides() -> None:

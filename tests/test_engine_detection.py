@@ -3,6 +3,7 @@ end-of-stream flush, thresholds and post-processing, latency bound."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_input_rates_give_the_same_events_as_the_model_rate(
 def test_n_streams_batched_equal_separate_runs(band_model: Path) -> None:
     det = streamdet.Detector(band_model, device="cpu", hop=0.25, threads=1)
     batches: list[int] = []
-    run = det._run
+    run = det.engine.runner
 
     def counting_run(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batches.append(len(windows))
@@ -114,7 +115,7 @@ def test_n_streams_batched_equal_separate_runs(band_model: Path) -> None:
         scene([("low", 0.0, 8.0)], TOTAL, noise=0.003, seed=3),
     ]
     separate = [run_stream(det, x, sizes=[4000]) for x in scenes]
-    det._run = counting_run  # type: ignore[method-assign]
+    det.engine = dataclasses.replace(det.engine, runner=counting_run)  # the streams made below share it
     streams = [det.stream(16000, name=f"s{i}") for i in range(3)]
     for i in range(0, len(scenes[0]), 4000):
         det.push_many({s: x[i : i + 4000] for s, x in zip(streams, scenes, strict=True)})
@@ -231,7 +232,7 @@ def test_median_filter_removes_blips(band_model: Path) -> None:
     plain = streamdet.Detector(band_model, device="cpu", hop=0.25)
     assert key(run_stream(plain, x)) == [("low", 2.0, 3.0), ("mid", 1.0, 1.05)]
     smooth = streamdet.Detector(band_model, device="cpu", hop=0.25, median_filter=0.15)
-    assert smooth.post.median_frames == 3
+    assert smooth.post.median_filter == 0.15 and smooth.engine.rules.median_frames == 3
     assert key(run_stream(smooth, x, sizes=[700])) == [("low", 2.0, 3.0)]
 
 

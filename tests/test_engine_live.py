@@ -18,7 +18,6 @@ from onnx_test_model import scene
 import streamdet
 from streamdet import live as live_module
 from streamdet.live import LiveStream
-from streamdet.scheduler import LiveScheduler
 
 SR = 16000
 BLOCK = 800  # 50 ms
@@ -45,14 +44,14 @@ def feed(live: LiveStream, clock: FakeClock, x: np.ndarray, skip: tuple[int, int
             continue
         info = SimpleNamespace(inputBufferAdcTime=clock.adc, currentTime=clock.adc + 0.01)
         status = SimpleNamespace(input_overflow=overflow_at == start)
-        live._callback(x[start : start + BLOCK, None], BLOCK, info, status)
+        live.capture(x[start : start + BLOCK, None], BLOCK, info, status)
 
 
 @pytest.fixture
 def manual_detector(band_model: Path) -> streamdet.Detector:
     """A detector whose live scheduler does not run a thread: the test calls cycle()."""
     det = streamdet.Detector(band_model, device="cpu", hop=0.25, threads=1)
-    det._live = LiveScheduler(det._run, det.session.batch_limit, det.hop, det.max_lag, autostart=False)
+    det.live_scheduler().autostart = False
     return det
 
 
@@ -60,9 +59,9 @@ def test_callback_gaps_are_lost_input_and_keep_the_clock(manual_detector, monkey
     clock = FakeClock()
     monkeypatch.setattr(live_module, "_wall_clock", clock.time)
     x = scene([("low", 0.2, 0.8), ("mid", 3.0, 3.5)], 4.0)
-    live = LiveStream(manual_detector, sample_rate=SR, name="fake", open_device=False).start()
+    live = manual_detector.listen(sample_rate=SR, name="fake", open_device=False).start()
     feed(live, clock, x, skip=(16000, 24000), overflow_at=24000)  # 1.0-1.5 s never arrives
-    manual_detector._live.cycle()
+    manual_detector.live_scheduler().cycle()
     final = live.close()
     updates = list(live)
     assert len(updates) == 4 and all(u in updates for u in final)
@@ -75,10 +74,10 @@ def test_callback_gaps_are_lost_input_and_keep_the_clock(manual_detector, monkey
 
 
 def test_small_jitter_in_timestamps_is_not_a_gap(manual_detector) -> None:
-    live = LiveStream(manual_detector, sample_rate=SR, open_device=False).start()
+    live = manual_detector.listen(sample_rate=SR, open_device=False).start()
     for i in range(40):
         adc = 5.0 + i * BLOCK / SR + (0.004 if i % 2 else 0.0)  # 4 ms jitter
-        live._callback(np.zeros((BLOCK, 1), np.float32), BLOCK, SimpleNamespace(inputBufferAdcTime=adc,
+        live.capture(np.zeros((BLOCK, 1), np.float32), BLOCK, SimpleNamespace(inputBufferAdcTime=adc,
                        currentTime=adc), None)
     live.close()
     assert live.lost_samples == 0 and live.stream.position == pytest.approx(2.0)
@@ -86,11 +85,11 @@ def test_small_jitter_in_timestamps_is_not_a_gap(manual_detector) -> None:
 
 def test_reader_overrun_counts_lost_frames_without_shifting(band_model: Path) -> None:
     det = streamdet.Detector(band_model, device="cpu", hop=0.25, threads=1)
-    live = LiveStream(det, sample_rate=SR, ring_seconds=1.0, open_device=False)  # not started: nobody reads
+    live = det.listen(sample_rate=SR, ring_seconds=1.0, open_device=False)  # not started: nobody reads
     clock = FakeClock()
     feed(live, clock, np.zeros(3 * SR, np.float32))
-    with live.stream._lock:
-        live._drain()
+    with live.stream.lock:
+        live.drain()
     # capacity 16000, guard 4000: the first 32000 frames were overwritten, 4000 more at the edge
     assert live.lost_samples == 36000 and live.stream.position == pytest.approx(3.0)
     live.close()
@@ -98,20 +97,21 @@ def test_reader_overrun_counts_lost_frames_without_shifting(band_model: Path) ->
 
 def test_live_streams_are_batched_together(manual_detector) -> None:
     batches: list[int] = []
-    run = manual_detector._live._runner
+    scheduler = manual_detector.live_scheduler()
+    run = scheduler.runner
 
     def counting(windows):
         batches.append(len(windows))
         return run(windows)
 
-    manual_detector._live._runner = counting
-    lives = [LiveStream(manual_detector, sample_rate=SR, name=f"m{i}", open_device=False).start() for i in range(3)]
+    scheduler.runner = counting
+    lives = [manual_detector.listen(sample_rate=SR, name=f"m{i}", open_device=False).start() for i in range(3)]
     x = scene([("high", 0.5, 1.0)], 2.0)
     for start in range(0, len(x), 4000):  # one hop at a time, like real time
         for live in lives:
-            live._callback(x[start : start + 4000, None], 4000, SimpleNamespace(inputBufferAdcTime=0.0,
+            live.capture(x[start : start + 4000, None], 4000, SimpleNamespace(inputBufferAdcTime=0.0,
                            currentTime=0.0), None)
-        manual_detector._live.cycle()
+        manual_detector.live_scheduler().cycle()
     for live in lives:
         live.close()
         assert [(e.label, e.onset, e.offset) for e in live.stream.events] == [("high", 0.5, 1.0)]
@@ -119,15 +119,15 @@ def test_live_streams_are_batched_together(manual_detector) -> None:
 
 
 def test_lag_rule_drops_the_backlog_beyond_max_lag(manual_detector) -> None:
-    live = LiveStream(manual_detector, sample_rate=SR, open_device=False).start()
-    live._callback(np.zeros((12 * SR, 1), np.float32), 12 * SR, None, None)  # 12 s arrive at once
+    live = manual_detector.listen(sample_rate=SR, open_device=False).start()
+    live.capture(np.zeros((12 * SR, 1), np.float32), 12 * SR, None, None)  # 12 s arrive at once
     assert live.lag == pytest.approx(12.0)
-    manual_detector._live.cycle()
+    manual_detector.live_scheduler().cycle()
     s = live.stream
     assert s.skipped_samples == 47 * 4000  # windows 1..47 skipped; window 48 (the newest) evaluated
     assert s.windows == 1 and live.lag == pytest.approx(0.0) and s.processed == pytest.approx(12.0)
-    live._callback(np.zeros((SR, 1), np.float32), SR, None, None)  # 1 s behind: caught up, nothing skipped
-    manual_detector._live.cycle()
+    live.capture(np.zeros((SR, 1), np.float32), SR, None, None)  # 1 s behind: caught up, nothing skipped
+    manual_detector.live_scheduler().cycle()
     assert s.skipped_samples == 47 * 4000 and s.windows == 5
     live.close()
 
@@ -136,8 +136,8 @@ def test_scheduler_thread_delivers_to_iterator_and_callback(band_model: Path) ->
     det = streamdet.Detector(band_model, device="cpu", hop=0.25, threads=1)
     seen = []
     x = scene([("mid", 0.3, 0.9)], 1.5)
-    with LiveStream(det, sample_rate=SR, open_device=False, on_event=seen.append) as live:
-        live._callback(x[:, None], len(x), None, None)
+    with det.listen(sample_rate=SR, open_device=False, on_event=seen.append) as live:
+        live.capture(x[:, None], len(x), None, None)
         first = live.get(timeout=5)
         assert first is not None and first.type == "onset" and first.label == "mid"
         assert first.wall_time is not None and live.stats()["latency_p50_s"] >= 0

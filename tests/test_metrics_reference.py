@@ -197,7 +197,7 @@ def score_tracks(draw):
         values = draw(st.lists(st.integers(0, 20), min_size=n_frames * len(CLASSES), max_size=n_frames * len(CLASSES)))
         scores = np.array(values, dtype=float).reshape(n_frames, len(CLASSES)) / 20
         timestamps = np.linspace(0.0, DURATION, n_frames + 1)
-        tracks[name] = ScoreTrack(timestamps, scores, list(CLASSES))
+        tracks[name] = ScoreTrack.from_timestamps(timestamps, scores, list(CLASSES))
     return tracks
 
 
@@ -207,7 +207,7 @@ def _boundary_tracks():
     f0 = silent.copy()
     f0[2, 1] = 0.05
     t = np.linspace(0.0, DURATION, 5)
-    return {name: ScoreTrack(t, f0 if name == "f0.wav" else silent, list(CLASSES)) for name in FILES}
+    return {name: ScoreTrack.from_timestamps(t, f0 if name == "f0.wav" else silent, list(CLASSES)) for name in FILES}
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -244,7 +244,7 @@ def _with_all_classes(records):
 
 
 def test_detect_thresholds_score_tracks() -> None:
-    track = ScoreTrack([0, 1, 2, 3, 4, 5], [[0.1], [0.6], [0.6], [0.2], [0.9]], ["x"])
+    track = ScoreTrack.from_timestamps([0, 1, 2, 3, 4, 5], [[0.1], [0.6], [0.6], [0.2], [0.9]], ["x"])
     events = detect(track, 0.6, "f")
     assert [(e.onset, e.offset, e.confidence) for e in events] == [(1.0, 3.0, 0.6), (4.0, 5.0, 0.9)]
 

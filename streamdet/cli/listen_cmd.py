@@ -233,7 +233,7 @@ def listen_command(
     live = _open(det, dev, sample_rate)
     device_label = "default input" if dev is None else str(dev)
     typer.echo(model_line(det), err=True)
-    code = _wait_for_audio(live, device_label)
+    code = _wait_for_audio(det, live, device_label)
     if code is None:
         typer.echo(f"listening on {device_label} at {live.sample_rate:g} Hz"
                    f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)", err=True)
@@ -241,7 +241,7 @@ def listen_command(
     raise typer.Exit(code)
 
 
-def _wait_for_audio(live: Any, device_label: str) -> int | None:
+def _wait_for_audio(det: Any, live: Any, device_label: str) -> int | None:
     """Wait until the device delivers its first block (some hosts take a second or two to start);
     None when audio flows, else the exit code (after closing)."""
     deadline = time.monotonic() + START_SECONDS
@@ -249,13 +249,13 @@ def _wait_for_audio(live: Any, device_label: str) -> int | None:
         while live.ring.end == 0:
             if time.monotonic() > deadline:
                 live.close()
-                live.detector.close()
+                det.close()
                 typer.echo(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s", err=True)
                 return 1
             time.sleep(0.01)
     except KeyboardInterrupt:
         live.close()
-        live.detector.close()
+        det.close()
         typer.echo("interrupted", err=True)
         return 130
     return None
@@ -305,9 +305,8 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
             end = live.ring.end
             if end != last_end:
                 last_end, last_progress = end, now
-            sd_stream = live._sd_stream
             waited = now - last_progress
-            if sd_stream is not None and not sd_stream.active and not live._closed:
+            if live.device_stopped:
                 raise DeviceStoppedError("the input stream stopped (device disconnected?)")
             if waited > STALL_SECONDS:
                 raise DeviceStoppedError(f"no audio from the device for {waited:.1f} s (disconnected or vanished?)")

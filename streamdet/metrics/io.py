@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..events import Event
+from ..formats import DelimitedWriter, JsonlWriter
 
 EventTable = dict[str, list[Event]]
 """Events per audio file name, in input order."""
@@ -160,35 +161,25 @@ def read_durations(path: str | Path) -> Durations:
     return durations
 
 
-def _sorted_events(events: EventTable) -> Iterable[Event]:
-    for name in events:
-        yield from events[name]
-
-
 def write_events_tsv(events: EventTable, path: str | Path, confidence: bool = False) -> None:
-    """Write events in the DCASE layout ``filename onset offset event_label`` (header included).
+    """Write events in the DCASE layout ``filename onset offset event_label`` (header included), exact floats.
 
     Files without events are written as rows with empty onset, offset and label, which
     :func:`read_events` reads back as files without events. ``confidence=True`` adds a column.
     """
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(["filename", "onset", "offset", "event_label", *(["confidence"] if confidence else [])])
+        writer = DelimitedWriter(fh, "\t", confidence, digits=None, confidence_digits=None)
         for name, file_events in events.items():
-            if not file_events:
-                writer.writerow([name, "", "", "", *([""] if confidence else [])])
-            for ev in file_events:
-                row = [name, repr(float(ev.onset)), repr(float(ev.offset)), ev.label]
-                writer.writerow(row + ([repr(float(ev.confidence))] if confidence else []))
+            writer.add(name, file_events)
 
 
 def write_events_jsonl(events: EventTable, path: str | Path) -> None:
-    """Write events as ``streamdet file --format jsonl`` does: ``{"file","label","onset","offset","confidence"}``."""
+    """Write events as ``streamdet file --format jsonl`` does (``{"file","label","onset","offset","confidence"}``),
+    exact floats."""
     with Path(path).open("w", encoding="utf-8") as fh:
-        for ev in _sorted_events(events):
-            obj = {"file": ev.stream, "label": ev.label, "onset": ev.onset, "offset": ev.offset,
-                   "confidence": ev.confidence}
-            fh.write(json.dumps(obj) + "\n")
+        writer = JsonlWriter(fh, digits=None, confidence_digits=None)
+        for name, file_events in events.items():
+            writer.add(name, file_events)
 
 
 def write_durations(durations: Mapping[str, float], path: str | Path) -> None:

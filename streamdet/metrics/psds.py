@@ -7,8 +7,8 @@ is added; each class's ROC is the staircase ``TPR_c(x) = max{TPR : eFPR <= x}``,
 of all eFPR values; the PSD-ROC is ``mean_c - alpha_st * std_c`` (population std) clipped at 0, and
 PSDS is its area up to ``max_efpr`` divided by ``max_efpr``.
 
-Score tracks are thresholded (``score >= threshold`` is active) into one operating point per
-threshold; with every distinct score as a threshold this is the exact, threshold-free PSDS of
+Score tracks (:class:`~streamdet.scores.ScoreTrack`) are thresholded (``score >= threshold`` is active) into one
+operating point per threshold; with every distinct score as a threshold this is the exact, threshold-free PSDS of
 sed_scores_eval, whose criteria compare overlap durations rounded to microseconds (``time_decimals=6``).
 """
 
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..events import Event
+from ..scores import ScoreTrack
 from ._common import MetricResult, class_list
 from .intersection import IntersectionCounts, check_no_overlaps, intersection_counts
 from .io import EventTable
@@ -151,26 +152,11 @@ def psds_from_operating_points(operating_points: Iterable[EventTable], ground_tr
     return psd_from_rates(classes, points, params)
 
 
-@dataclass
-class ScoreTrack:
-    """Scores of one file: ``scores[t, c]`` holds over ``[timestamps[t], timestamps[t + 1])`` for ``labels[c]``."""
-
-    timestamps: np.ndarray
-    scores: np.ndarray
-    labels: list[str]
-
-    def __post_init__(self) -> None:
-        self.timestamps = np.asarray(self.timestamps, dtype=float)
-        self.scores = np.asarray(self.scores, dtype=float)
-        if self.scores.ndim != 2 or self.scores.shape[1] != len(self.labels):
-            raise ValueError(f"scores must be [frames, {len(self.labels)}], got {self.scores.shape}")
-        if self.timestamps.shape != (self.scores.shape[0] + 1,):
-            raise ValueError("timestamps must have one more entry than scores has frames")
-
-
 def detect(track: ScoreTrack, threshold: float, name: str, label: str | None = None) -> list[Event]:
-    """Events where ``score >= threshold`` (contiguous frames merged), for every label or just ``label``."""
+    """Events where ``score >= threshold`` (contiguous frames merged), for every label or just ``label``; frame
+    boundaries are the track's :attr:`~streamdet.scores.ScoreTrack.timestamps`."""
     events: list[Event] = []
+    stamps = track.timestamps
     for c, lab in enumerate(track.labels):
         if label is not None and lab != label:
             continue
@@ -178,7 +164,7 @@ def detect(track: ScoreTrack, threshold: float, name: str, label: str | None = N
         change = np.flatnonzero(active[1:] != active[:-1])
         for start, stop in zip(change[::2], change[1::2], strict=True):
             peak = float(track.scores[start:stop, c].max())
-            events.append(Event(lab, float(track.timestamps[start]), float(track.timestamps[stop]), peak, name))
+            events.append(Event(lab, float(stamps[start]), float(stamps[stop]), peak, name))
     return events
 
 
