@@ -30,8 +30,10 @@ import torch
 from streamdet.export import to_onnx
 from streamdet.models import AST, HTSAT, ASTConfig, HTSATConfig
 
+from streamdet.model_metadata import PRECISIONS
+
 MODELS = ("htsat", "ast")
-PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISIONS = ("fp32", "int8")  # measured by default; any of streamdet.model_metadata.PRECISIONS works
 # --small: the architectures of the tiny test fixtures (same front-ends and windows, a few hundred k parameters)
 SMALL = {
     "htsat": {"embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 4, 8), "num_classes": 5},
@@ -130,7 +132,8 @@ def main() -> None:
     """Parse the options, run the measurements, print the table (and write JSON when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: htsat,ast")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32,int8 (fp16 too)")
+    parser.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
+                        help="comma-separated: fp32,int8 (fp16 too)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement, after one warm-up")
     parser.add_argument("--small", action="store_true", help="tiny configs: the same code in seconds (smoke test)")
@@ -140,7 +143,7 @@ def main() -> None:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
-    wrong = [m for m in args.models if m not in MODELS] + [p for p in args.precisions if p not in (*PRECISIONS, "fp16")]
+    wrong = [m for m in args.models if m not in MODELS] + [p for p in args.precisions if p not in PRECISIONS]
     if wrong or not args.models or not args.precisions or min(args.threads, default=0) < 1 or args.repeats < 1:
         parser.error(f"bad --models / --precisions / --threads / --repeats {wrong or ''}")
 

@@ -8,10 +8,11 @@ Public API::
     print(report.verification.max_abs_diff)
 """
 
+from streamdet.model_metadata import PRECISIONS  # the one list (docs/DESIGN.md §2)
+
 from .errors import ExportError
 from .graph import WindowPlan, plan_window
 from .onnx_export import FP32_TOLERANCE, ExportReport, read_labels_file, to_onnx
-from .precision import PRECISIONS
 
 __all__ = [
     "FP32_TOLERANCE",

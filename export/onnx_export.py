@@ -17,13 +17,14 @@ from typing import Any
 
 import onnx
 import torch
+from streamdet.models import contract_gaps
 from torch import nn
 
-from streamdet.model_metadata import ModelMetadata, ModelMetadataError
+from streamdet.model_metadata import PRECISIONS, ModelMetadata, ModelMetadataError
 
 from .errors import ExportError
 from .graph import WindowPlan, declared_shapes, export_graph, graph_shapes, plan_window
-from .precision import PRECISIONS, to_fp16, to_int8
+from .precision import to_fp16, to_int8
 from .verify import Verification, compare_events, compare_with_torch, torch_reference
 
 FP32_TOLERANCE = 1e-4
@@ -168,10 +169,10 @@ def _as_model(model: nn.Module | str | os.PathLike[str]) -> nn.Module:
         from streamdet.models import load_checkpoint
 
         module = load_checkpoint(model)
-    for attr in ("model_type", "sample_rate", "native_window_samples", "steps_for", "labels", "frontend_config"):
-        if not hasattr(module, attr):
-            raise ExportError(f"to_onnx needs a streamdet model (HTSAT, AST, ASTTokenSemantic); "
-                              f"{type(module).__name__} has no {attr!r}")
+    missing = contract_gaps(module)  # the model contract, streamdet.models.StreamdetModel
+    if missing:
+        raise ExportError(f"to_onnx needs a streamdet model (HTSAT, AST, ASTTokenSemantic); "
+                          f"{type(module).__name__} has no {missing[0]!r}")
     return module.float().eval()
 
 

@@ -19,7 +19,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 FRONTEND_SCOPE = "/model/frontend/"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def frontend_nodes(model: onnx.ModelProto) -> list[str]:

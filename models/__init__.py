@@ -4,7 +4,7 @@ Public API::
 
     from streamdet.models import load_checkpoint, save_checkpoint, HTSAT, AST, ASTTokenSemantic
     model = load_checkpoint("HTSAT_AudioSet_Saved_1.ckpt")       # eval mode, architecture inferred
-    out = model(waveform)                                         # ModelOutput(framewise, clipwise, logits)
+    out = model(waveform)                         # ModelOutput(framewise, clipwise, logits, frame_logits)
 """
 
 from .ast import AST, ASTConfig, ASTTokenSemantic, resize_pos_grid
@@ -20,13 +20,16 @@ from .checkpoint import (
 )
 from .frontends import KaldiFbankFrontend, LogMelFrontend, kaldi_mel_banks, slaney_mel_filterbank
 from .htsat import HTSAT, HTSATConfig
-from .layers import ModelOutput
+from .layers import CONTRACT_ATTRIBUTES, ModelOutput, SEDModel, StreamdetModel, contract_gaps
 from .pretrained import ast_from_deit, htsat_from_swin, load_imagenet_state_dict
+from .registry import MODEL_TYPES, ModelType, build_model, model_type_of
 
 __all__ = [
     "AST",
+    "CONTRACT_ATTRIBUTES",
     "FORMATS",
     "HTSAT",
+    "MODEL_TYPES",
     "ASTConfig",
     "ASTTokenSemantic",
     "CheckpointError",
@@ -34,27 +37,23 @@ __all__ = [
     "KaldiFbankFrontend",
     "LogMelFrontend",
     "ModelOutput",
+    "ModelType",
+    "SEDModel",
+    "StreamdetModel",
     "ast_from_deit",
     "ast_official_state_dict",
     "ast_transformers_state_dict",
     "build_model",
+    "contract_gaps",
     "detect_format",
     "htsat_from_swin",
     "htsat_official_state_dict",
     "kaldi_mel_banks",
     "load_checkpoint",
     "load_imagenet_state_dict",
+    "model_type_of",
     "resize_pos_grid",
     "save_checkpoint",
     "slaney_mel_filterbank",
 ]
 
-
-def build_model(model_type: str, labels: list[str] | None = None, **config: object) -> "HTSAT | AST":
-    """A randomly initialised model by type name (``"htsat"``, ``"ast"``, ``"ast_tscam"``) and config fields."""
-    if model_type == "htsat":
-        return HTSAT(HTSATConfig(**config), labels=labels)
-    if model_type in ("ast", "ast_tscam"):
-        cls = AST if model_type == "ast" else ASTTokenSemantic
-        return cls(ASTConfig(**config), labels=labels)
-    raise ValueError(f"unknown model_type {model_type!r}; expected 'htsat', 'ast' or 'ast_tscam'")

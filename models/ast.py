@@ -22,7 +22,7 @@ from torch import nn
 
 from .frontends import KaldiFbankFrontend
 from .htsat import _resolve_labels
-from .layers import DropPath, Mlp, ModelOutput
+from .layers import DropPath, Mlp, ModelOutput, SEDModel
 
 __all__ = ["AST", "ASTConfig", "ASTTokenSemantic", "resize_pos_grid"]
 
@@ -167,11 +167,13 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class AST(nn.Module):
+class AST(SEDModel):
     """Audio Spectrogram Transformer with the official architecture; ``forward(waveform [B, N]) -> ModelOutput``."""
 
     model_type = "ast"
     output_activation = "sigmoid"
+    feature_kind = "normalized"
+    no_decay_keywords = ("cls_token", "dist_token", "pos_embed")
 
     def __init__(self, config: ASTConfig | None = None, labels: list[str] | None = None) -> None:
         super().__init__()
@@ -282,14 +284,15 @@ class AST(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def forward_from_features(self, features: torch.Tensor) -> ModelOutput:
-        """Run the network on the normalised fbank ``[B, target_length, n_mels]`` (``frontend`` output)."""
+    def forward_from_features(self, features: torch.Tensor, normalized: bool = True) -> ModelOutput:
+        """Run the network on the normalised fbank ``[B, target_length, n_mels]`` (``frontend`` output; AST's
+        front-end normalises, so ``normalized`` is always true and only there for the common signature)."""
         return self._head(self.forward_tokens(features))
 
     def _head(self, tokens: torch.Tensor) -> ModelOutput:
         logits = self.mlp_head((tokens[:, 0] + tokens[:, 1]) / 2)
         clipwise = torch.sigmoid(logits)
-        return ModelOutput(clipwise.unsqueeze(1), clipwise, logits)
+        return ModelOutput(clipwise.unsqueeze(1), clipwise, logits, logits.unsqueeze(1))
 
 
 class ASTTokenSemantic(AST):
@@ -321,4 +324,4 @@ class ASTTokenSemantic(AST):
         grid = tokens[:, 2:].transpose(1, 2).reshape(-1, cfg.embed_dim, cfg.f_dim, cfg.t_dim)
         frame_logits = self.tscam_conv(grid).flatten(2).transpose(1, 2)  # [B, T, C]
         clip_logits = frame_logits.mean(dim=1)
-        return ModelOutput(torch.sigmoid(frame_logits), torch.sigmoid(clip_logits), clip_logits)
+        return ModelOutput(torch.sigmoid(frame_logits), torch.sigmoid(clip_logits), clip_logits, frame_logits)

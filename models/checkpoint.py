@@ -23,7 +23,7 @@ from torch import nn
 
 from streamdet.errors import short_error
 
-from .ast import AST, ASTConfig, ASTTokenSemantic, resize_pos_grid
+from .ast import ASTConfig, resize_pos_grid
 from .convert import (
     AST_UNUSED,
     HTSAT_FRONTEND_KEYS,
@@ -37,6 +37,7 @@ from .convert import (
 )
 from .errors import CheckpointError
 from .htsat import HTSAT, HTSATConfig
+from .registry import MODEL_TYPES
 
 __all__ = [
     "FORMATS",
@@ -52,8 +53,6 @@ __all__ = [
 STREAMDET_FORMAT = "streamdet-checkpoint"
 STREAMDET_FORMAT_VERSION = 1
 FORMATS = ("htsat_official", "ast_official", "ast_transformers", "streamdet")
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"htsat": HTSAT, "ast": AST, "ast_tscam": ASTTokenSemantic}
-CONFIG_CLASSES: dict[str, type] = {"htsat": HTSATConfig, "ast": ASTConfig, "ast_tscam": ASTConfig}
 LOADER_OPTIONS = ("labels", "model_type", "allow_pickle")
 AST_KNOWN_LENGTHS = (1024, 512, 128, 100, 998, 500)  # official recipes: AudioSet, ESC-50, Speech Commands, ...
 DEIT_HEAD_DIM = 64  # heads are not visible in the weights; DeiT/ViT use 64-dim heads (tiny 3, small 6, base 12)
@@ -115,7 +114,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra_provenance: Any)
     ``extra_provenance`` must be plain Python data (str, numbers, lists, dicts).
     """
     path = Path(path)
-    if getattr(model, "model_type", None) not in MODEL_CLASSES:
+    if getattr(model, "model_type", None) not in MODEL_TYPES:
         raise TypeError(f"save_checkpoint needs a streamdet model (HTSAT / AST / ASTTokenSemantic), got {type(model)}")
     provenance = dict(getattr(model, "provenance", {}) or {})
     if getattr(model, "source", None):
@@ -413,7 +412,7 @@ def _finish_ast(
     model_type = options.get("model_type", "ast_tscam" if "tscam_conv.weight" in state else "ast")
     if model_type not in ("ast", "ast_tscam"):
         raise CheckpointError(f"{name}: an AST checkpoint cannot be loaded as model_type={model_type!r}")
-    model = MODEL_CLASSES[model_type](config, labels=options.get("labels", labels))
+    model = MODEL_TYPES[model_type].cls(config, labels=options.get("labels", labels))
     old_grid, new_grid = (base.f_dim, base.t_dim), (config.f_dim, config.t_dim)
     if old_grid != new_grid:
         state["pos_embed"] = resize_pos_grid(state["pos_embed"], old_grid, new_grid)
@@ -512,9 +511,9 @@ def _load_own(obj: Mapping[str, Any], path: Path, overrides: dict[str, Any]) -> 
     if version != STREAMDET_FORMAT_VERSION:
         raise CheckpointError(f"{name}: streamdet checkpoint version {version!r} is not supported")
     model_type = obj.get("model_type")
-    if model_type not in MODEL_CLASSES:
+    if model_type not in MODEL_TYPES:
         raise CheckpointError(f"{name}: unknown model_type {model_type!r}")
-    config_cls = CONFIG_CLASSES[model_type]
+    config_cls = MODEL_TYPES[model_type].config
     options, fields = _split_overrides(dict(overrides), config_cls, name)
     try:
         base = config_cls(**obj["config"])

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .frontends import LogMelFrontend
-from .layers import ModelOutput, resize_time_bicubic
+from .layers import ModelOutput, SEDModel, resize_time_bicubic
 from .swin import PatchEmbed, SwinStage
 
 __all__ = ["HTSAT", "HTSATConfig"]
@@ -91,7 +91,7 @@ class HTSATConfig:
         return self.final_grid[1] * self.freq_ratio
 
 
-class HTSAT(nn.Module):
+class HTSAT(SEDModel):
     """HTS-AT with the official architecture; ``forward(waveform [B, N]) -> ModelOutput``.
 
     Built in training mode like any ``nn.Module`` (``load_checkpoint`` returns models in eval mode).
@@ -99,6 +99,8 @@ class HTSAT(nn.Module):
 
     model_type = "htsat"
     output_activation = "sigmoid"
+    feature_kind = "db"
+    no_decay_keywords = ("relative_position_bias_table",)
 
     def __init__(self, config: HTSATConfig | None = None, labels: list[str] | None = None) -> None:
         super().__init__()
@@ -223,7 +225,7 @@ class HTSAT(nn.Module):
         tokens = self.forward_tokens(self.to_image(x))
         frame_logits = self.tscam_conv(self.tscam_input(tokens)).flatten(2).transpose(1, 2)  # [B, steps, C]
         clip_logits = frame_logits.mean(dim=1)
-        return ModelOutput(torch.sigmoid(frame_logits), torch.sigmoid(clip_logits), clip_logits)
+        return ModelOutput(torch.sigmoid(frame_logits), torch.sigmoid(clip_logits), clip_logits, frame_logits)
 
 
 def _init_weights(module: nn.Module) -> None:

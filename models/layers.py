@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DropPath", "Mlp", "ModelOutput", "bicubic_resize_indices", "resize_time_bicubic"]
+__all__ = [
+    "CONTRACT_ATTRIBUTES",
+    "DropPath",
+    "Mlp",
+    "ModelOutput",
+    "SEDModel",
+    "StreamdetModel",
+    "bicubic_resize_indices",
+    "contract_gaps",
+    "resize_time_bicubic",
+]
 
 
 class ModelOutput(NamedTuple):
@@ -18,11 +28,69 @@ class ModelOutput(NamedTuple):
         framewise: ``[B, steps, C]`` probabilities at the model's native time resolution.
         clipwise: ``[B, C]`` probabilities for the whole window (``sigmoid(logits)``).
         logits: ``[B, C]`` clip-level logits (before the sigmoid), for losses with logits.
+        frame_logits: ``[B, steps, C]`` frame-level logits (before the sigmoid; a model without a frame head gives
+            its clip logits as one step), for the framewise loss. None from models that do not provide them.
     """
 
     framewise: torch.Tensor
     clipwise: torch.Tensor
     logits: torch.Tensor
+    frame_logits: torch.Tensor | None = None
+
+
+@runtime_checkable
+class StreamdetModel(Protocol):
+    """The contract a torch module meets to be exported (docs/DESIGN.md §2): ``forward(waveform [B, N]) ->
+    ModelOutput`` plus the attributes below. HTS-AT and AST meet it through :class:`SEDModel`; any module with
+    these attributes does (the exporter's tests use a toy one)."""
+
+    model_type: str
+    sample_rate: int
+    labels: list[str]
+
+    @property
+    def native_window_samples(self) -> int:
+        """The window the model was built for, in samples."""
+        ...
+
+    def steps_for(self, window_samples: int) -> int:
+        """Framewise steps of a window of ``window_samples`` samples."""
+        ...
+
+    def frontend_config(self) -> dict[str, Any]:
+        """The front-end's parameters (the ``frontend`` metadata)."""
+        ...
+
+
+CONTRACT_ATTRIBUTES = ("model_type", "sample_rate", "native_window_samples", "steps_for", "labels", "frontend_config")
+"""The attributes of :class:`StreamdetModel`, in the order a missing one is reported."""
+
+
+def contract_gaps(module: object) -> list[str]:
+    """The :data:`CONTRACT_ATTRIBUTES` that ``module`` lacks (empty: it meets the export contract)."""
+    return [name for name in CONTRACT_ATTRIBUTES if not hasattr(module, name)]
+
+
+class SEDModel(nn.Module):
+    """Base of streamdet's sound-event-detection networks: what the training loop and the registry rely on.
+
+    Subclasses set ``model_type`` (their registry name), ``feature_kind`` (``"db"``: ``forward_from_features``
+    takes a dB log-mel before normalisation, so dB-domain augmentation applies; ``"normalized"``: already
+    normalised features) and ``no_decay_keywords`` (parameter-name fragments that take no weight decay besides
+    every bias and norm), and implement ``forward_from_features(features, normalized=False) -> ModelOutput``
+    with ``frame_logits`` filled in.
+    """
+
+    model_type: ClassVar[str] = ""
+    output_activation: ClassVar[str] = "sigmoid"
+    feature_kind: ClassVar[str] = "normalized"
+    no_decay_keywords: ClassVar[tuple[str, ...]] = ()
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that take no weight decay: biases, norms (every 1-d parameter) and those
+        matching ``no_decay_keywords`` (position tables, class tokens)."""
+        return {name for name, p in self.named_parameters()
+                if p.ndim <= 1 or any(key in name for key in self.no_decay_keywords)}
 
 
 class Mlp(nn.Module):

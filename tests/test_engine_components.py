@@ -259,3 +259,26 @@ def test_fixed_batch_models_are_padded(tmp_path: Path) -> None:
     assert sess.fixed_batch == 4 and sess.batch_limit == 4
     f, c = sess.run(np.zeros((5, 16000), np.float32))
     assert f.shape == (5, 20, 3) and c.shape == (5, 3)
+
+
+@pytest.mark.parametrize(("hop_steps", "lookahead_hops"), [(4, 0), (4, 1), (2, 2), (1, 0), (3, 1)])
+@pytest.mark.parametrize("n", [32000, 50001, 7000])
+def test_offline_stitching_is_the_documented_rule(hop_steps: int, lookahead_hops: int, n: int) -> None:
+    """stitch_windows (what training validation uses) gives frame j the mean of the windows from the first one that
+    covers it to lookahead_hops later ones, cut at the stream's end: the rule streams apply, written out here."""
+    from streamdet.stitching import stitch_windows
+
+    sr, W, steps, C = 16000, 32000, 16, 2
+    step = W // steps
+    t = Timeline.for_window(sr, W, steps, hop_steps * step / sr, lookahead_hops * hop_steps * step / sr)
+    assert (t.hop, t.frame, t.lookahead_hops) == (hop_steps * step, step, lookahead_hops)
+    K = t.windows_at_end(n)
+    wins = np.random.default_rng(n + hop_steps).random((K, steps, C)).astype(np.float32)
+    frames = -(-n // step)
+    expected = np.zeros((frames, C))
+    for j in range(frames):
+        first = -(-(j + 1) * step // t.hop)  # the first window whose end is at or after the frame's end
+        covering = [k for k in range(first, first + lookahead_hops + 1)
+                    if k <= K and k * t.hop - W <= j * step < k * t.hop]
+        expected[j] = np.mean([wins[k - 1, j - (k * t.hop - W) // step] for k in covering], axis=0)
+    np.testing.assert_allclose(stitch_windows(t, wins, n), expected, atol=1e-6)

@@ -19,7 +19,7 @@ MODELS = {
     "ast": lambda: load_checkpoint(FIXTURES / "ast" / "hf_tiny"),
     "ast_tscam": lambda: load_checkpoint(FIXTURES / "ast" / "hf_tiny", model_type="ast_tscam"),
 }
-OUTPUTS = ["framewise", "clipwise", "logits"]
+OUTPUTS = ["framewise", "clipwise", "logits", "frame_logits"]  # ModelOutput, in order
 
 
 def _export(model: torch.nn.Module, path: Path, dynamo: bool) -> None:

@@ -5,12 +5,13 @@ Loss per batch::
     clip_weight  * BCE(clip logits, clip targets)                          (every example)
   + frame_weight * BCE(frame logits, frame targets), masked to strong examples
 
-The clip logits are the model's ``logits`` (HTS-AT: the mean of the frame logits over time); the frame logits
-are read from the token-semantic head (``tscam_conv``) with a forward hook, so the framewise loss is computed on
-logits (stable) and needs no change to the models. A model without a frame head (official AST) trains on the
-clip loss only.
+The clip logits are the model's ``logits`` (HTS-AT: the mean of the frame logits over time); the frame logits are
+the model's ``ModelOutput.frame_logits`` (the token-semantic head before its sigmoid), so the framewise loss is
+computed on logits (stable). A model without a frame head (official AST) gives its clip logits as one step and
+trains on the clip loss only.
 
-Optimiser: AdamW (no weight decay on biases, norms, position tables and tokens), linear warm-up then cosine
+Optimiser: AdamW (no weight decay on the parameters the model names in ``no_weight_decay()``: biases, norms,
+position tables and tokens), linear warm-up then cosine
 decay, gradient-norm clipping, and an exponential moving average of the weights (EMA; buffers such as ``bn0``'s
 running statistics are copied), which is what validation, ``best.pt`` and export use.
 
@@ -19,10 +20,11 @@ from ``default_rng([seed, e])``; augmentation and drop-path of step ``s`` from g
 s)``), and ``last.pt`` is written after every epoch with the model, EMA, optimiser and history, so
 ``resume=True`` continues exactly where an interrupted run stopped (same threads, same device).
 
-Validation each epoch runs the EMA model over the validation files with the engine's window/hop/lookahead
-stitching rule (:func:`offline_tracks`), turns the score tracks into events with the engine's tracker
-(:mod:`streamdet.train.thresholds`) and scores them with :mod:`streamdet.metrics`: event-based F1 (200 ms
-collar), segment-based F1 (1 s), clip mAP and frame mAP (threshold-free; what selects ``best.pt`` by default).
+Validation each epoch runs the EMA model over the validation files on the engine's windows and stitches them with
+the engine's own code (:func:`offline_tracks`, :func:`streamdet.stitching.stitch_windows`), turns the score tracks
+into events with the engine's tracker (:mod:`streamdet.train.thresholds`) and scores them with
+:mod:`streamdet.metrics`: event-based F1 (200 ms collar), segment-based F1 (1 s), clip mAP and frame mAP
+(threshold-free; what selects ``best.pt`` by default).
 """
 
 from __future__ import annotations
@@ -42,13 +44,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamdet.postprocess import PostProcessing
+from streamdet.scores import ScoreTrack
+from streamdet.stitching import Timeline, stitch_windows
+
 from .augment import mixup, random_gain, scaled_specaugment, spec_augment
+from .thresholds import TrackLike, as_track, tracks_to_events
 from .torch_data import (
     Batch,
     FeatureBank,
     RecordWindows,
     WindowDataset,
-    WindowSpec,
     balanced_weights,
     collate,
     plan_windows,
@@ -157,28 +163,18 @@ class EMA:
 
 # ----------------------------------------------------------------------------------------------------- forward/loss
 def _feature_kind(model: nn.Module) -> str:
-    """``"db"``: HTS-AT log-mel in dB before ``bn0``; ``"normalized"``: AST's normalised fbank."""
-    return "db" if getattr(model, "model_type", "") == "htsat" else "normalized"
+    """``"db"``: HTS-AT log-mel in dB before ``bn0``; ``"normalized"``: AST's normalised fbank (the model says)."""
+    return getattr(model, "feature_kind", "normalized")
 
 
 def forward_logits(model: nn.Module, features: torch.Tensor, normalized: bool = False) -> tuple[Any, torch.Tensor]:
     """Run ``model`` on front-end features; return ``(ModelOutput, frame_logits [B, steps, C])``.
 
-    HTS-AT: ``features`` are the dB log-mel (``normalized=True``: already through ``bn0``). The frame logits are
-    the ``tscam_conv`` output captured by a hook; models without one return the clip logits as one step.
+    HTS-AT: ``features`` are the dB log-mel (``normalized=True``: already through ``bn0``). The frame logits are the
+    model's ``frame_logits`` (a model without a frame head gives its clip logits as one step).
     """
-    conv = getattr(model, "tscam_conv", None)
-    captured: list[torch.Tensor] = []
-    handle = conv.register_forward_hook(lambda _m, _i, o: captured.append(o)) if conv is not None else None
-    try:
-        if getattr(model, "model_type", "") == "htsat":
-            out = model.forward_from_features(features, normalized=normalized)
-        else:
-            out = model.forward_from_features(features)
-    finally:
-        if handle is not None:
-            handle.remove()
-    frame_logits = captured[-1].flatten(2).transpose(1, 2) if captured else out.logits[:, None, :]
+    out = model.forward_from_features(features, normalized=normalized)
+    frame_logits = out.frame_logits if out.frame_logits is not None else out.logits[:, None, :]
     return out, frame_logits
 
 
@@ -204,11 +200,13 @@ def sed_loss(
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on every trainable parameter but those ``model.no_weight_decay()`` names."""
+    exempt = model.no_weight_decay()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or "relative_position_bias_table" in name or name.endswith(("_token", "pos_embed")):
+        if name in exempt:
             no_decay.append(p)
         else:
             decay.append(p)
@@ -217,61 +215,39 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 # ---------------------------------------------------------------------------------------------------- validation
 @torch.no_grad()
-def window_predictions(
-    model: nn.Module, bank: FeatureBank, index: int, hop_samples: int, batch_size: int = 64
-) -> tuple[np.ndarray, int]:
-    """Framewise probabilities ``[K, steps, C]`` of the engine's windows ``k = 1..K`` over file ``index``
-    (window ``k`` covers ``[k*hop - W, k*hop)`` samples; starts rounded to the front-end hop grid)."""
+def window_predictions(model: nn.Module, bank: FeatureBank, index: int, timeline: Timeline,
+                       batch_size: int = 64) -> tuple[np.ndarray, int]:
+    """Framewise probabilities ``[K, steps, C]`` of the engine's windows ``k = 1..K`` over file ``index`` and its
+    length in samples (window ``k`` covers ``[k*hop - W, k*hop)`` samples; its features are cropped from the
+    cached log-mel, so starts are rounded to the front-end's hop)."""
     spec = bank.spec
-    dur = bank.records[index].duration
-    n = round(dur * spec.sample_rate)
-    K = max(1, -(-n // hop_samples))
-    starts = [(k * hop_samples - spec.window_samples) / spec.sample_rate for k in range(1, K + 1)]
+    n = round(bank.records[index].duration * spec.sample_rate)
+    K = timeline.windows_at_end(n)
+    starts = [(k * timeline.hop - spec.window_samples) / spec.sample_rate for k in range(1, K + 1)]
     device = next(model.parameters()).device
     out = []
     for a in range(0, K, batch_size):
         x = np.stack([bank.crop(index, s) for s in starts[a : a + batch_size]])
-        res, _ = forward_logits(model, torch.from_numpy(x).to(device))
+        res = model.forward_from_features(torch.from_numpy(x).to(device))
         out.append(res.framewise.float().cpu().numpy())
     return np.concatenate(out), n
 
 
-def stitch(windows: np.ndarray, n_samples: int, spec: WindowSpec, hop_samples: int, lookahead: float) -> np.ndarray:
-    """The engine's stitching rule for a hop that is a whole number of steps: frame ``j`` (one step) is the mean
-    of the windows from the first that covers it up to ``floor(lookahead / hop)`` later ones. Returns
-    ``[frames, C]`` cut at ``ceil(n_samples / step)`` frames."""
-    step = spec.window_samples // spec.steps
-    if hop_samples % step:
-        raise ValueError(f"offline stitching needs a hop that is a multiple of the step ({step} samples)")
-    K, steps, C = windows.shape
-    n_look = math.floor(lookahead * spec.sample_rate / hop_samples + 1e-9)
-    frames = -(-n_samples // step)
-    acc = np.zeros((frames, C), np.float64)
-    cnt = np.zeros(frames, np.int64)
-    hs = hop_samples // step
-    for j in range(frames):
-        k0 = -(-(j + 1) // hs)  # first window whose end is at or after the frame's end
-        for k in range(k0, min(K, k0 + n_look) + 1):
-            pos = j - (k * hs - steps)
-            if 0 <= pos < steps:
-                acc[j] += windows[k - 1, pos]
-                cnt[j] += 1
-    return (acc / np.maximum(cnt, 1)[:, None]).astype(np.float32)
-
-
 def offline_tracks(
     model: nn.Module, bank: FeatureBank, hop: float = 0.5, lookahead: float = 0.0, indices: Sequence[int] | None = None
-) -> dict[str, tuple[np.ndarray, float, float]]:
-    """Score tracks ``{file name: (scores [frames, C], frame_seconds, duration)}`` of the files of ``bank``,
-    computed with the engine's window/hop/lookahead rule (hop rounded to whole steps)."""
+) -> dict[str, ScoreTrack]:
+    """Score tracks ``{file name: ScoreTrack}`` of the files of ``bank``: the model run offline on the engine's
+    windows, stitched by the engine's own rule (:func:`streamdet.stitching.stitch_windows`, same hop quantisation
+    and frame grid as :class:`streamdet.Detector`)."""
     spec = bank.spec
-    step = spec.window_samples // spec.steps
-    hop_samples = max(step, round(hop * spec.sample_rate / step) * step)
+    timeline = Timeline.for_window(spec.sample_rate, spec.window_samples, spec.steps, hop, lookahead)
+    labels = tuple(getattr(model, "labels", None) or bank.labels)
     tracks = {}
     for i in indices if indices is not None else range(len(bank)):
-        wins, n = window_predictions(model, bank, i, hop_samples)
-        tracks[bank.records[i].path.name] = (stitch(wins, n, spec, hop_samples, lookahead), step / spec.sample_rate,
-                                             n / spec.sample_rate)
+        wins, n = window_predictions(model, bank, i, timeline)
+        name = bank.records[i].path.name
+        tracks[name] = ScoreTrack(labels, timeline.frame_seconds, stitch_windows(timeline, wins, n), name,
+                                  n / spec.sample_rate)
     return tracks
 
 
@@ -323,36 +299,34 @@ def validate(
     """Metrics of ``model`` on the (strong) files of ``bank`` with the engine's rules, offline."""
     from streamdet.metrics import clip_map
 
-    from .thresholds import tracks_to_events
-
     tracks = offline_tracks(model, bank, hop, lookahead, indices)
     records = [bank.records[i] for i in (indices if indices is not None else range(len(bank)))]
     gt, durations = ground_truth(records, labels)
     thresholds = thresholds or dict.fromkeys(labels, (0.5, 0.3))
-    pred = tracks_to_events(tracks, labels, thresholds)
+    pred = tracks_to_events(tracks, PostProcessing.resolve(labels, thresholds=thresholds))
     out = score_events(pred, gt, durations, labels)
     y_true = np.array([[1.0 if any(e.label == c for e in gt[r.path.name]) else 0.0 for c in labels] for r in records])
-    y_score = np.stack([tracks[r.path.name][0].max(axis=0) for r in records])
+    y_score = np.stack([tracks[r.path.name].scores.max(axis=0) for r in records])
     out["clip_map"] = round(float(clip_map(y_true, y_score, labels).overall["map"]), 4)
     out["frame_map"] = round(frame_map(tracks, records, labels), 4)
     return out
 
 
-def frame_map(tracks: Mapping[str, tuple[np.ndarray, float, float]], records: Sequence[Any],
-              labels: Sequence[str]) -> float:
+def frame_map(tracks: Mapping[str, TrackLike], records: Sequence[Any], labels: Sequence[str]) -> float:
     """Threshold-free localisation figure: the macro average precision of the score-track frames against frame
-    labels (a frame is positive when events of the class cover at least half of it), over all files."""
+    labels (a frame is positive when events of the class cover at least half of it), over all files. Tracks are
+    :class:`ScoreTrack` (or ``(scores, frame_seconds, duration)`` tuples)."""
     from streamdet.metrics import clip_map
 
     from .datasets import frame_targets
 
     truth, scores = [], []
     for r in records:
-        track, frame_seconds, _ = tracks[r.path.name]
-        n = track.shape[0]
-        cover = frame_targets(r.events or (), labels, 0.0, n * frame_seconds, n, soft=True)
+        track = as_track(tracks[r.path.name], labels, r.path.name)
+        n = track.frames
+        cover = frame_targets(r.events or (), labels, 0.0, n * track.frame_seconds, n, soft=True)
         truth.append((cover >= 0.5).astype(np.float32))
-        scores.append(track)
+        scores.append(track.scores)
     return float(clip_map(np.concatenate(truth), np.concatenate(scores), labels).overall["map"])
 
 

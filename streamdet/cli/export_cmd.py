@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import short_error
+from ..model_metadata import PRECISIONS
 from .common import fail
 
 if TYPE_CHECKING:
     from ..export import ExportReport
 
-PRECISIONS = ("fp32", "fp16", "int8")
 BATCHES = ("dynamic", "1")
 TRAIN_HINT = "exporting needs torch and onnx: pip install 'streamdet[train]' (install torch first for the CPU wheel)"
 
