@@ -23,6 +23,10 @@ import numpy as np
 from .errors import short_error
 
 DEFAULT_BLOCK_FRAMES = 1 << 16
+AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                              ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc"))
+"""File extensions of the formats libsndfile reads: what folders are searched for (``streamdet file``, the training
+data readers). A file named explicitly is tried whatever its extension."""
 
 
 class AudioFileError(Exception):

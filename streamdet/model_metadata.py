@@ -1,7 +1,9 @@
-"""The metadata contract of a streamdet ONNX model (DESIGN.md §2).
+"""The metadata contract of a streamdet ONNX model (docs/DESIGN.md §2).
 
 The exporter writes these fields into the ONNX ``metadata_props``; the runtime reads and
 validates them before it runs anything. Every field is a string; structured fields are JSON.
+:func:`validate_model` checks a whole model (metadata and graph inputs/outputs) and is the one check the
+session and ``streamdet models show`` both use.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .postprocess import SECONDS_SETTINGS, PostProcessing
 
@@ -234,3 +236,36 @@ def _number_field(props: Mapping[str, str], name: str, kind: type) -> Any:
             raise ModelMetadataError(f"{name}: must be an integer, got {props[name]!r}")
         return int(value)
     return value
+
+
+class TensorSpec(NamedTuple):
+    """A graph input or output as ONNX Runtime describes it: name, type (``tensor(float)``) and shape."""
+
+    name: str
+    type: str
+    shape: Sequence[int | str | None]
+
+
+def validate_model(
+    props: Mapping[str, str], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> ModelMetadata:
+    """The model's metadata, checked against itself and the graph: exactly one input ``waveform`` (float32,
+    ``[batch, window_samples]``), the outputs ``framewise`` and ``clipwise`` with the metadata's steps and classes,
+    a window of whole steps of whole samples. Raises ModelMetadataError naming the field."""
+    meta = ModelMetadata.from_props(props)
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        names = [i.name for i in inputs]
+        raise ModelMetadataError(f"{INPUT_NAME}: the model must have exactly one input {INPUT_NAME!r}, has {names}")
+    by_name = {o.name: o for o in outputs}
+    for name in OUTPUT_NAMES:
+        if name not in by_name:
+            raise ModelMetadataError(f"{name}: output missing (outputs: {sorted(by_name)})")
+    if inputs[0].type != "tensor(float)":
+        raise ModelMetadataError(f"{INPUT_NAME}: input must be float32, is {inputs[0].type}")
+    meta.check_shapes(inputs[0].shape, by_name["framewise"].shape, by_name["clipwise"].shape)
+    if meta.window_samples % meta.steps_per_window:
+        raise ModelMetadataError(
+            f"step_seconds: window_samples {meta.window_samples} does not split into "
+            f"{meta.steps_per_window} steps of a whole number of samples"
+        )
+    return meta

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import short_error
-from .model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ModelMetadataError
+from .model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, TensorSpec, validate_model
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_MODEL = BUNDLED_DIR / "alerts.onnx"
@@ -89,6 +89,12 @@ def choose_providers(device: str, available: list[str], cuda_graph: bool = True)
     if cuda_graph:
         options["enable_cuda_graph"] = "1"
     return [(CUDA, options), CPU]
+
+
+def graph_tensors(args: list) -> list[TensorSpec]:
+    """ONNX Runtime's ``NodeArg`` list as :class:`~streamdet.model_metadata.TensorSpec` (symbolic dims as strings)."""
+    return [TensorSpec(a.name, a.type, [d if isinstance(d, int) else (None if d is None else str(d)) for d in a.shape])
+            for a in args]
 
 
 class ModelSession:
@@ -163,25 +169,8 @@ class ModelSession:
         return opts.get("enable_cuda_graph") in ("1", "True", "true")
 
     def _validate(self) -> ModelMetadata:
-        props = dict(self._session.get_modelmeta().custom_metadata_map)
-        meta = ModelMetadata.from_props(props)
-        inputs = self._session.get_inputs()
-        outputs = {o.name: o for o in self._session.get_outputs()}
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-            names = [i.name for i in inputs]
-            raise ModelMetadataError(f"{INPUT_NAME}: the model must have exactly one input {INPUT_NAME!r}, has {names}")
-        for name in OUTPUT_NAMES:
-            if name not in outputs:
-                raise ModelMetadataError(f"{name}: output missing (outputs: {sorted(outputs)})")
-        if inputs[0].type != "tensor(float)":
-            raise ModelMetadataError(f"{INPUT_NAME}: input must be float32, is {inputs[0].type}")
-        meta.check_shapes(inputs[0].shape, outputs["framewise"].shape, outputs["clipwise"].shape)
-        if meta.window_samples % meta.steps_per_window:
-            raise ModelMetadataError(
-                f"step_seconds: window_samples {meta.window_samples} does not split into "
-                f"{meta.steps_per_window} steps of a whole number of samples"
-            )
-        return meta
+        return validate_model(dict(self._session.get_modelmeta().custom_metadata_map),
+                              graph_tensors(self._session.get_inputs()), graph_tensors(self._session.get_outputs()))
 
     def _fixed_batch(self) -> int | None:
         dim = self._session.get_inputs()[0].shape[0]

@@ -117,3 +117,41 @@ def test_default_command_runs_the_bundled_model_on_the_bundled_example(cli) -> N
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert all(e["file"] == str(example) and 0 <= e["onset"] < e["offset"] <= 20.0 for e in events)
     assert events, "no event in the example clip"
+
+
+def test_models_show_and_file_use_one_validation(cli, band_model: Path, tmp_path: Path) -> None:
+    """A graph with an extra input is refused by `file --model` and called invalid by `models show`, for the same
+    reason: both run streamdet.model_metadata.validate_model."""
+    import onnx
+    import soundfile as sf
+    from onnx import TensorProto, helper
+    from onnx_test_model import scene
+
+    model = onnx.load(str(band_model))
+    model.graph.input.append(helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1]))
+    extra = tmp_path / "extra_input.onnx"
+    onnx.save(model, str(extra))
+    show = cli("models", "show", extra, "--format", "json")
+    info = json.loads(show.stdout)
+    assert show.returncode == 1 and not info["valid"]
+    assert "exactly one input 'waveform'" in info["error"] and "gain" in info["error"]
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, scene([("mid", 0.2, 0.6)], 1.0), 16000)
+    run = cli("file", wav, "--model", extra)
+    assert run.returncode == 2 and info["error"] in run.stderr, run.stderr
+
+
+def test_models_show_prints_model_text_as_text_and_sizes_in_mb(cli, tmp_path: Path) -> None:
+    """Brackets in the model's metadata are printed as they are (rich would read "[batch, frames]" as markup and
+    drop it); the size is in decimal units, the same as the bytes in --json."""
+    frontend = {"type": "logmel", "output_layout": "[batch, frames, n_mels]", "note": "[/] [bold]x"}
+    path = build_band_model(tmp_path / "brackets.onnx", props={"frontend": json.dumps(frontend)})
+    table = cli("models", "show", path)
+    assert table.returncode == 0, table.stderr
+    flat = " ".join(table.stdout.split())
+    assert '"output_layout": "[batch, frames, n_mels]"' in flat and '"note": "[/] [bold]x"' in flat
+    size = json.loads(cli("models", "show", path, "--format", "json").stdout)["file_bytes"]
+    assert f"{size / 1000:.1f} kB" in table.stdout
+    listing = cli("models")
+    mb = BUNDLED_MODEL.stat().st_size / 1e6
+    assert f"{mb:.1f} MB" in listing.stdout, listing.stdout

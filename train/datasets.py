@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+from streamdet.audio_io import AUDIO_EXTENSIONS  # the one list: folders are searched for these
 
 # AudioSet display names -> alerts classes (a default ``label_map`` for read_audioset_csv).
 AUDIOSET_ALERTS_MAP: dict[str, str] = {
@@ -117,7 +117,7 @@ def load_audio(path: str | Path, sample_rate: int, start: float = 0.0, duration:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def scan_clip_folders(root: str | Path, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> dict[str, list[Path]]:
+def scan_clip_folders(root: str | Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> dict[str, list[Path]]:
     """Map each sub-folder name of ``root`` to its audio files (searched recursively, sorted)."""
     root = Path(root)
     if not root.is_dir():
@@ -134,7 +134,7 @@ def read_clip_folder(
     root: str | Path,
     labels: Sequence[str] | None = None,
     label_map: Mapping[str, str] | None = None,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
 ) -> list[AudioRecord]:
     """Weak records from ``ROOT/LABEL/*.wav``; ``label_map`` renames folders, ``labels`` filters them.
 
@@ -184,7 +184,7 @@ def read_audioset_csv(
     label_map: Mapping[str, str] | None = None,
     labels: Sequence[str] | None = None,
     keep_negatives: bool = True,
-    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
 ) -> list[AudioRecord]:
     """Weak records from an AudioSet segments CSV.
 

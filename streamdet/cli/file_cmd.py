@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
+from ..audio_io import AUDIO_EXTENSIONS  # what a folder is searched for; named files are tried whatever they are
 from .common import (
     MODEL_HELP,
     THRESHOLD_HELP,
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
     from ..detector import Detector, FileRun
     from ..events import Event
 
-# What a folder is searched for (recursively). Files named explicitly are tried whatever their extension.
-AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                              ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc"))
 PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a terminal
 
 

@@ -1,12 +1,11 @@
 """``streamdet models [list|show MODEL]``: the bundled models, and what an exported model file says about itself.
 
-Everything is read with ONNX Runtime (``InferenceSession.get_modelmeta()`` and the graph's inputs and
-outputs), so this stays torch-free. :func:`model_info` gathers all of it in one place; ``show`` renders it.
+Everything is read with ONNX Runtime (no torch) by :func:`streamdet.model_info.model_info`; ``show`` renders it.
+Every value that comes from the model file is printed as text, never as rich markup.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -25,85 +24,14 @@ app = typer.Typer(
 )
 
 
-def model_info(path: str | Path) -> dict[str, Any]:
-    """Everything ``streamdet models show`` reports about an ONNX model file, as a JSON-ready dict.
-
-    Keys: path, file_bytes, sha256, valid (bool), error (why not, else None), producer, graph, the raw
-    ``metadata`` props, the parsed fields (model_type, labels, sample_rate, window_samples, window_seconds,
-    step_seconds, steps_per_window, output_activation, precision, thresholds (model's, or the runtime
-    defaults marked ``thresholds_source``), postprocess (per-class min_duration / min_gap, empty when the model
-    has none), frontend, provenance) and ``inputs``/``outputs`` with shapes.
-    Raises OSError / RuntimeError when the file is not a loadable ONNX model.
-    """
-    import onnxruntime as ort
-
-    from ..model_metadata import ModelMetadata, ModelMetadataError
-    from ..postprocess import resolve_thresholds
-
-    path = Path(path)
-    data = path.read_bytes()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise RuntimeError(f"not a loadable ONNX model ({str(exc).strip().splitlines()[-1][:300]})") from None
-    meta = session.get_modelmeta()
-    props = dict(meta.custom_metadata_map)
-
-    def tensors(items: list) -> list[dict[str, Any]]:
-        return [{"name": t.name, "type": t.type, "shape": [d if isinstance(d, int) else str(d) for d in t.shape]}
-                for t in items]
-
-    info: dict[str, Any] = {
-        "path": str(path),
-        "file_bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "valid": False,
-        "error": None,
-        "producer": meta.producer_name,
-        "graph": meta.graph_name,
-        "inputs": tensors(session.get_inputs()),
-        "outputs": tensors(session.get_outputs()),
-        "metadata": props,
-    }
-    try:
-        md = ModelMetadata.from_props(props)
-        by_name = {t["name"]: t["shape"] for t in info["inputs"] + info["outputs"]}
-        if "waveform" in by_name and "framewise" in by_name and "clipwise" in by_name:
-            md.check_shapes(by_name["waveform"], by_name["framewise"], by_name["clipwise"])
-        else:
-            raise ModelMetadataError(f"inputs/outputs must be waveform -> framewise, clipwise; has {sorted(by_name)}")
-    except ModelMetadataError as exc:
-        info["error"] = str(exc)
-        return info
-    info.update(
-        valid=True,
-        model_type=md.model_type,
-        labels=list(md.labels),
-        sample_rate=md.sample_rate,
-        window_samples=md.window_samples,
-        window_seconds=md.window_seconds,
-        step_seconds=md.step_seconds,
-        steps_per_window=md.steps_per_window,
-        output_activation=md.output_activation,
-        precision=md.precision,
-        thresholds={k: list(v) for k, v in resolve_thresholds(md.labels, md.thresholds).items()},
-        thresholds_source="model" if md.thresholds else "runtime default",
-        postprocess={k: dict(v) for k, v in (md.postprocess or {}).items()},
-        frontend=dict(md.frontend),
-        provenance=dict(md.provenance),
-    )
-    return info
-
-
 def _load_info(model: str) -> dict[str, Any]:
     path = resolve_model(model)
     if path is None or not path.is_file():
         names = ", ".join(p.stem for p in bundled_models()) or "none installed"
         fail(f"{model}: no such model file or bundled model (bundled: {names})", 2)
     try:
+        from ..model_info import model_info
+
         return model_info(path)
     except ImportError as exc:
         fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 1)
@@ -112,10 +40,12 @@ def _load_info(model: str) -> dict[str, Any]:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+    """A file size in decimal units (MB = 10^6 bytes), as ``ls --si`` and the export summary print it."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
     return str(n)
 
 
@@ -147,42 +77,46 @@ def show_command(
 def _print_info(info: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    table = Table(show_header=False, title=Path(info["path"]).name, title_justify="left")
+    table = Table(show_header=False, title=Text(Path(info["path"]).name), title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("path", info["path"])
-    table.add_row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
+
+    def row(key: str, value: str, style: str = "") -> None:  # model content is text, never markup
+        table.add_row(key, Text(str(value), style=style))
+
+    row("path", info["path"])
+    row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
     if info["valid"]:
-        table.add_row("model type", info["model_type"])
-        table.add_row("labels", f"{len(info['labels'])}: {', '.join(info['labels'])}")
-        table.add_row("sample rate", f"{info['sample_rate']} Hz")
-        table.add_row("window", f"{info['window_seconds']:g} s ({info['window_samples']} samples)")
-        table.add_row("step", f"{info['step_seconds']:g} s ({info['steps_per_window']} steps per window)")
-        table.add_row("activation", info["output_activation"])
-        table.add_row("precision", info["precision"])
+        row("model type", info["model_type"])
+        row("labels", f"{len(info['labels'])}: {', '.join(info['labels'])}")
+        row("sample rate", f"{info['sample_rate']} Hz")
+        row("window", f"{info['window_seconds']:g} s ({info['window_samples']} samples)")
+        row("step", f"{info['step_seconds']:g} s ({info['steps_per_window']} steps per window)")
+        row("activation", info["output_activation"])
+        row("precision", info["precision"])
         pairs = {tuple(v) for v in info["thresholds"].values()}
         if len(pairs) == 1:
             on, off = next(iter(pairs))
             text = f"on {on:g} / off {off:g} for every class"
         else:
             text = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in info["thresholds"].items())
-        table.add_row("thresholds", f"{text} ({info['thresholds_source']})")
+        row("thresholds", f"{text} ({info['thresholds_source']})")
         if info["postprocess"]:
             per_class = (f"{k} {v.get('min_duration', 0.0):g}/{v.get('min_gap', 0.0):g}"
                          for k, v in info["postprocess"].items())
-            table.add_row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
-        table.add_row("front-end", json.dumps(info["frontend"], sort_keys=True))
+            row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
+        row("front-end", json.dumps(info["frontend"], sort_keys=True))
     else:
-        table.add_row("error", f"[red]{info['error']}[/red]")
+        row("error", info["error"], style="red")
     for kind in ("inputs", "outputs"):
-        table.add_row(kind, "\n".join(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
+        row(kind, "\n".join(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
     if info["producer"] or info["graph"]:
-        table.add_row("producer", f"{info['producer']} (graph {info['graph']})")
+        row("producer", f"{info['producer']} (graph {info['graph']})")
     if info.get("provenance"):
-        lines = [f"{key}: {text}" for key, text in provenance_summary(info["provenance"])]
-        table.add_row("provenance", "\n".join(lines))
+        row("provenance", "\n".join(f"{key}: {text}" for key, text in provenance_summary(info["provenance"])))
     console.print(table)
 
 
@@ -251,6 +185,7 @@ def list_command(
     """List the models bundled with streamdet (use the name with --model, or `models show NAME`)."""
     if output_format not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}", 2)
+    from ..model_info import model_info
     from ..session import BUNDLED_MODEL
 
     rows = []
@@ -273,6 +208,7 @@ def list_command(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table()
     for col, justify in (("name", "left"), ("type", "left"), ("classes", "left"), ("rate", "right"),
@@ -281,10 +217,11 @@ def list_command(
     for r in rows:
         name = r["name"] + (" (default)" if r["default"] else "")
         if not r["valid"]:
-            table.add_row(name, "[red]invalid[/red]", r["error"], "", "", "", _size(r["file_bytes"]))
+            table.add_row(Text(name), Text("invalid", style="red"), Text(str(r["error"])), "", "", "",
+                          _size(r["file_bytes"]))
             continue
-        table.add_row(name, r["model_type"], ", ".join(r["labels"]), f"{r['sample_rate']} Hz",
-                      f"{r['window_seconds']:g} s", r["precision"], _size(r["file_bytes"]))
+        table.add_row(Text(name), Text(r["model_type"]), Text(", ".join(r["labels"])), f"{r['sample_rate']} Hz",
+                      f"{r['window_seconds']:g} s", Text(r["precision"]), _size(r["file_bytes"]))
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
