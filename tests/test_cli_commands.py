@@ -19,7 +19,9 @@ def test_help_lists_every_command_and_their_options(cli) -> None:
         assert command in result.stdout
     for command, options in [("file", ["--format", "--output", "--plot", "--threshold", "--thresholds",
                                        "--lookahead", "--device"]),
-                             ("listen", ["--device", "--duration", "--format", "--model"]),
+                             ("listen", ["--input", "--device", "--duration", "--format", "--model", "--threshold",
+                                         "--thresholds", "--median-filter", "--min-duration", "--min-gap",
+                                         "--threads", "--hop", "--lookahead"]),
                              ("models", ["list", "show"])]:
         sub = cli(command, "--help", env={**os.environ, "COLUMNS": "200"})
         assert sub.returncode == 0, sub.stderr

@@ -93,3 +93,25 @@ def test_eval_overlapping_predictions_are_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(bad), GT, "--metric", "intersection"])
     assert result.exit_code == 1
     assert "overlapping 'Dog' events in x.wav" in result.output
+
+
+def test_eval_names_the_classes_left_out_of_the_macro_average_and_unscored_predictions(tmp_path: Path) -> None:
+    """The bundled example's case: the doorbell is missed (its F1 is undefined, so the macro average skips it, as the
+    reference packages do) and an alarm is predicted where the ground truth has none (no metric scores it). The
+    figures keep that arithmetic; the output says both."""
+    gt = tmp_path / "gt.tsv"
+    gt.write_text("filename\tonset\toffset\tevent_label\nex.wav\t1.19\t2.68\tknock\nex.wav\t2.72\t3.94\tdoorbell\n"
+                  "ex.wav\t7.93\t8.92\tspeech\n")
+    pred = tmp_path / "pred.tsv"
+    pred.write_text("filename\tonset\toffset\tevent_label\nex.wav\t0.375\t0.875\talarm\nex.wav\t1.125\t2.75\tknock\n"
+                    "ex.wav\t8.0\t9.125\tspeech\n")
+    result = CliRunner().invoke(app, ["eval", str(pred), str(gt), "--metric", "intersection"])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.stdout.split())
+    assert "macro: the mean over 2 of 3 classes; left out (F1 undefined" in flat and "doorbell" in flat
+    assert "1 prediction(s) of labels not in the ground truth (alarm)" in result.stderr
+    assert "alarm 0.375-0.875 s in ex.wav" in result.stderr
+    out = _json([str(pred), str(gt), "--metric", "intersection"])
+    assert round(out["metrics"]["intersection"]["overall"]["f1_macro"], 4) == 1.0  # the reference arithmetic
+    assert out["metrics"]["intersection"]["left_out_of_macro"] == ["doorbell"]
+    assert [(e["label"], e["onset"]) for e in out["unscored_predictions"]] == [("alarm", 0.375)]

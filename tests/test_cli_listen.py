@@ -67,7 +67,7 @@ class Lines:
 
 def _start_listen(cli, model: Path, sink: str, *extra: str) -> tuple[subprocess.Popen, Lines, Lines]:
     env = {**os.environ, "PULSE_SOURCE": f"{sink}.monitor"}
-    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(model), "--format",
+    proc = subprocess.Popen([*cli.command, "listen", "--input", "pulse", "--model", str(model), "--format",
                              "jsonl", "--hop", "0.25", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, **cli.interruptible)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
@@ -136,7 +136,7 @@ def test_bundled_model_live_through_pulseaudio(cli, pulse_sink: str) -> None:
 
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
     duration = sf.info(str(example)).duration
-    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--format", "jsonl", "--hop", "0.25",
+    proc = subprocess.Popen([*cli.command, "listen", "--input", "pulse", "--format", "jsonl", "--hop", "0.25",
                              "--duration", f"{duration + 2.5:.1f}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
@@ -189,7 +189,7 @@ def test_terminal_stdout_gets_the_live_view_and_a_summary(cli, cli_case, pulse_s
     sf.write(wav, x, 48000)
     master, slave = pty.openpty()
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor", "COLUMNS": "100", "TERM": "xterm-256color"}
-    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(cli_case.model), "--hop",
+    proc = subprocess.Popen([*cli.command, "listen", "-i", "pulse", "--model", str(cli_case.model), "--hop",
                              "0.25", "--duration", "4.5"], stdout=slave, stderr=subprocess.PIPE, text=True, env=env)
     os.close(slave)
     chunks: list[bytes] = []
@@ -218,11 +218,58 @@ def test_terminal_stdout_gets_the_live_view_and_a_summary(cli, cli_case, pulse_s
 
 
 def test_missing_device_is_a_usage_error(cli, cli_case) -> None:
-    result = cli("listen", "--device", "no-such-device-xyz", "--model", cli_case.model, "--duration", "1")
+    result = cli("listen", "--input", "no-such-device-xyz", "--model", cli_case.model, "--duration", "1")
     assert result.returncode == 2, result.stderr
     assert "no-such-device-xyz" in result.stderr and "streamdet devices" in result.stderr
-    result = cli("listen", "--device", "97", "--model", cli_case.model, "--duration", "1")
+    assert "deprecated" not in result.stderr
+    result = cli("listen", "-i", "97", "--model", cli_case.model, "--duration", "1")
     assert result.returncode == 2 and "97" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listen_device_is_the_compute_device_and_the_old_input_meaning_warns(cli, cli_case) -> None:
+    """`listen --device X` where X is not a compute device is the audio input of the last release: it still works
+    (here: an unknown input, exit 2), with a warning naming --input; --input and a non-compute --device together are
+    a usage error; --compute is the deprecated name of --device."""
+    old = cli("listen", "--device", "no-such-device-xyz", "--model", cli_case.model, "--duration", "1")
+    assert old.returncode == 2 and "no-such-device-xyz" in old.stderr
+    assert "`listen --device no-such-device-xyz` for the audio input is deprecated" in old.stderr
+    assert "--input no-such-device-xyz" in old.stderr
+    both = cli("listen", "--device", "pulse", "--input", "pulse", "--model", cli_case.model, "--duration", "1")
+    assert both.returncode == 2 and "--device must be a compute device" in both.stderr
+    compute = cli("listen", "--compute", "tpu", "-i", "no-such-device-xyz", "--model", cli_case.model)
+    assert compute.returncode == 2 and "--compute` is deprecated" in compute.stderr and "tpu" in compute.stderr
+    bad = cli("listen", "--min-gap", "-1", "--model", cli_case.model)
+    assert bad.returncode == 2 and "--min-gap must be >= 0" in bad.stderr
+
+
+def test_one_meaning_per_option_name_and_short_flag() -> None:
+    """Across every command, a short flag stands for one long option, and the options every detection command
+    shares mean the same (same help) in each."""
+    import typer
+
+    from streamdet.cli.app import app
+
+    root = typer.main.get_command(app)
+    commands = {}
+    for name, command in root.commands.items():
+        commands.update({f"{name} {sub}": c for sub, c in getattr(command, "commands", {}).items()})
+        commands[name] = command
+    shorts: dict[str, set[str]] = {}
+    helps: dict[str, dict[str, str]] = {}
+    for name, command in commands.items():
+        for param in command.params:
+            if param.param_type_name != "option":
+                continue
+            longs = [o for o in param.opts if o.startswith("--")]
+            for short in (o for o in param.opts + param.secondary_opts if len(o) == 2 and o != "-h"):
+                shorts.setdefault(short, set()).add(longs[0])  # aliases of one option (--output/--out) are one
+            helps.setdefault(longs[0], {})[name] = param.help or ""
+    assert {k: v for k, v in shorts.items() if len(v) > 1} == {}
+    assert shorts["-d"] == {"--device"} and shorts["-i"] == {"--input"} and shorts["-t"] == {"--threshold"}
+    for option in ("--hop", "--lookahead", "--threshold", "--thresholds", "--median-filter", "--min-duration",
+                   "--min-gap", "--threads", "--model"):
+        assert {"file", "listen"} <= set(helps[option]), option
+        assert len({helps[option]["file"], helps[option]["listen"]}) == 1, option
 
 
 class _UnpluggedDevice:

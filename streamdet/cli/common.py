@@ -21,10 +21,6 @@ PORTAUDIO_HINT = (
     "`brew install portaudio` (macOS), then try again."
 )
 
-MODEL_HELP = "ONNX model: a path, or the name of a bundled model (see `streamdet models`). Default: the bundled one."
-THRESHOLD_HELP = "Detection threshold for every class: ON, or ON,OFF (hysteresis). Default: the model's."
-THRESHOLDS_HELP = 'Per-class thresholds, a JSON file {"label": ON or [ON, OFF], ...}; other classes keep theirs.'
-
 
 def fail(message: str, code: int) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
@@ -82,21 +78,16 @@ def parse_thresholds(threshold: str | None, thresholds_file: Path | None) -> Any
     return None
 
 
-def load_detector(
-    model: str | None, device: str, hop: float, lookahead: float, thresholds: Any, **kwargs: Any
-) -> Detector:
-    """A Detector, or exit 2 with a message naming the problem (model file, metadata, device, settings)."""
-    if hop <= 0:
-        fail(f"--hop must be positive, got {hop}", 2)
-    if lookahead < 0:
-        fail(f"--lookahead must be >= 0, got {lookahead}", 2)
+def load_detector(model: str | None, device: str, settings: dict[str, Any]) -> Detector:
+    """A Detector with the detection ``settings`` (:func:`streamdet.cli.options.detection_settings`), or exit 2
+    with a message naming the problem (model file, metadata, device, settings)."""
     path = resolve_model(model)
     try:
         from ..detector import Detector
     except ImportError as exc:  # onnxruntime missing
         fail(f"cannot load ONNX Runtime ({exc}); install streamdet with the `cpu` or `gpu` extra", 2)
     with model_load_errors(model, path):
-        return Detector(path, device=device, hop=hop, lookahead=lookahead, thresholds=thresholds, **kwargs)
+        return Detector(path, device=device, **settings)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""``streamdet devices``: the audio input devices PortAudio sees (what ``streamdet listen --device`` takes)."""
+"""``streamdet devices``: the audio input devices PortAudio sees (what ``streamdet listen --input`` takes)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def devices_command(
 ) -> None:
     """List the audio input devices: index, name, host API, channels, default sample rate.
 
-    Pass the index or (part of) the name to `streamdet listen --device`. The default input is marked *."""
+    Pass the index or (part of) the name to `streamdet listen --input`. The default input is marked *."""
     if output_format not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}", 2)
     rows = input_devices()

@@ -13,6 +13,7 @@ import typer
 if TYPE_CHECKING:
     from ..metrics import MetricResult
 
+MAX_SHOWN = 10  # unscored predictions listed by name
 _PRED_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".ndjson", ".txt")
 
 
@@ -70,6 +71,7 @@ def _title(name: str, result: MetricResult) -> str:
 def _print_tables(results: dict[str, MetricResult]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     for name, result in results.items():
@@ -78,7 +80,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
             table.add_column("class")
             table.add_column("AUC (class ROC)", justify="right")
             for label, figures in result.classes.items():
-                table.add_row(label, _fmt(figures["auc"], False))
+                table.add_row(Text(label), _fmt(figures["auc"], False))
             table.add_section()
             n_ops = result.params.get("n_operating_points")
             table.add_row(f"PSDS ({n_ops} operating point{'s' * (n_ops != 1)})", f"{result.overall['psds']:.4f}",
@@ -91,7 +93,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
         for header, _, _ in columns:
             table.add_column(header, justify="right")
         for label, figures in result.classes.items():
-            table.add_row(label, *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
+            table.add_row(Text(label), *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
         table.add_section()
         for suffix in ("macro", "micro"):
             if f"f1_{suffix}" in result.overall or (name == "map" and suffix == "macro"):
@@ -105,13 +107,18 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
                     row.append(_fmt(float("nan") if value is None else value, pct))
                 table.add_row("mAP" if name == "map" else suffix, *row, style="bold")
         console.print(table)
+        left_out = result.left_out_of_macro()
+        if left_out and "f1_macro" in result.overall:
+            kept = len(result.classes) - len(left_out)
+            console.print(Text(f"macro: the mean over {kept} of {len(result.classes)} classes; left out (F1 "
+                               f"undefined: no reference events, or no detections): {', '.join(left_out)}"))
 
 
 def eval_command(
     pred: Path = typer.Argument(..., help="Predictions: DCASE TSV, CSV or `streamdet file` JSONL; a directory of "
                                           "such files is a set of operating points (for PSDS)."),
     gt: Path = typer.Argument(..., help="Ground truth, DCASE TSV (filename, onset, offset, event_label)."),
-    meta: Path | None = typer.Option(None, "--meta", "-m", help="Durations TSV (filename, duration); restricts "
+    meta: Path | None = typer.Option(None, "--meta", help="Durations TSV (filename, duration); restricts "
                                                                 "the evaluated files; needed by psds1/psds2."),
     metric: list[str] | None = typer.Option(None, "--metric", help="intersection, event, segment, map, psds1, psds2 "
                                                                    "(repeat or comma-separate). "
@@ -126,7 +133,15 @@ def eval_command(
 ) -> None:
     """Score predictions against ground truth: intersection F1 (psds_eval), event- and segment-based
     (sed_eval), clip mAP, PSDS1/PSDS2. Exit 0 on success, 1 on a malformed input file, 2 on usage errors."""
-    from ..metrics import EvalInputError, evaluate, labels_of, read_durations, read_events, rename_files
+    from ..metrics import (
+        EvalInputError,
+        evaluate,
+        labels_of,
+        read_durations,
+        read_events,
+        rename_files,
+        unscored_predictions,
+    )
 
     if output_format not in ("table", "json"):
         raise _fail(f"--format must be table or json, not {output_format!r}", 2)
@@ -147,10 +162,16 @@ def eval_command(
         tables = [rename_files(read_events(p), known) for p in pred_paths]
     except EvalInputError as exc:
         raise _fail(str(exc), 1) from None
-    classes = set(labels_of(ground_truth))
-    unknown = sorted({label for t in tables for label in labels_of(t)} - classes)
-    if unknown:
-        typer.echo(f"warning: predicted labels not in the ground truth are not scored per class: {unknown}", err=True)
+    unscored = unscored_predictions(tables[0], ground_truth)
+    if unscored:
+        labels = sorted({ev.label for ev in unscored})
+        shown = "; ".join(f"{ev.label} {ev.onset:g}-{ev.offset:g} s in {ev.stream}" for ev in unscored[:MAX_SHOWN])
+        more = f"; and {len(unscored) - MAX_SHOWN} more" if len(unscored) > MAX_SHOWN else ""
+        typer.echo(f"warning: {len(unscored)} prediction(s) of labels not in the ground truth ({', '.join(labels)}) "
+                   f"are not scored by any metric: {shown}{more}", err=True)
+    others = sorted({label for t in tables[1:] for label in labels_of(t)} - set(labels_of(ground_truth)))
+    if others:  # further operating points (PSDS) with labels the first one does not predict
+        typer.echo(f"warning: operating points predict labels not in the ground truth, not scored: {others}", err=True)
     if durations is not None:
         outside = sorted({n for t in tables for n in t} - set(durations))
         if outside:
@@ -164,6 +185,7 @@ def eval_command(
     if output_format == "json":
         payload: dict[str, Any] = {"predictions": [str(p) for p in pred_paths], "ground_truth": str(gt),
                                    "meta": None if meta is None else str(meta),
+                                   "unscored_predictions": [e.to_dict() for e in unscored],
                                    "metrics": {n: r.to_dict() for n, r in results.items()}}
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")

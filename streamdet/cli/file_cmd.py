@@ -22,14 +22,19 @@ from typing import IO, TYPE_CHECKING, Any
 import typer
 
 from ..audio_io import AUDIO_EXTENSIONS  # what a folder is searched for; named files are tried whatever they are
-from .common import (
-    MODEL_HELP,
-    THRESHOLD_HELP,
-    THRESHOLDS_HELP,
-    fail,
-    load_detector,
-    model_line,
-    parse_thresholds,
+from .common import fail, load_detector, model_line
+from .options import (
+    DeviceOption,
+    HopOption,
+    LookaheadOption,
+    MedianFilterOption,
+    MinDurationOption,
+    MinGapOption,
+    ModelOption,
+    ThreadsOption,
+    ThresholdOption,
+    ThresholdsOption,
+    detection_settings,
 )
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
 
@@ -96,19 +101,14 @@ def _plot_name(audio: Path, used: set[str]) -> str:
 def file_command(
     paths: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively).",
                                        show_default=False),
-    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
-    hop: float = typer.Option(0.5, help="Seconds between window evaluations."),
-    lookahead: float = typer.Option(0.0, help="Seconds of later windows averaged into each frame "
-                                              "(more accurate, later onsets)."),
-    threshold: str | None = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP, show_default=False),
-    thresholds: Path | None = typer.Option(None, "--thresholds", help=THRESHOLDS_HELP, show_default=False),
-    median_filter: float = typer.Option(0.0, help="Median filter width over the score track, seconds (0: off)."),
-    min_duration: float | None = typer.Option(
-        None, help="Drop events shorter than this, seconds. Default: the model's per-class value, else 0.",
-        show_default=False),
-    min_gap: float | None = typer.Option(
-        None, help="Merge events of a class separated by less than this, seconds. Default: the model's per-class "
-                   "value, else 0.", show_default=False),
+    model: ModelOption = None,
+    hop: HopOption = 0.5,
+    lookahead: LookaheadOption = 0.0,
+    threshold: ThresholdOption = None,
+    thresholds: ThresholdsOption = None,
+    median_filter: MedianFilterOption = 0.0,
+    min_duration: MinDurationOption = None,
+    min_gap: MinGapOption = None,
     output_format: str | None = typer.Option(
         None, "--format", "-f", help="table, jsonl, csv or tsv (DCASE). Default: table on a terminal, "
                                      "else from the --output extension, else jsonl.", show_default=False),
@@ -117,10 +117,8 @@ def file_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write one PNG per file into this folder: spectrogram, "
                                                           "class scores, events (needs the `plot` extra).",
                                      show_default=False),
-    device: str = typer.Option("auto", "--device", "-d", help="Inference device: auto, cpu, cuda or cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference. Default: every core "
-                                                               "(file mode has no live audio to leave a core for).",
-                                       show_default=False),
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
 ) -> None:
     """Detect sound events in audio files and folders.
 
@@ -143,18 +141,12 @@ def file_command(
             fail(str(exc), 2)
         if plot.exists() and not plot.is_dir():
             fail(f"--plot {plot}: exists and is not a folder", 2)
-    spec = parse_thresholds(threshold, thresholds)
-    for name, value in (("--median-filter", median_filter), ("--min-duration", min_duration),
-                        ("--min-gap", min_gap)):
-        if value is not None and not value >= 0:
-            fail(f"{name} must be >= 0, got {value}", 2)
-    if threads is not None and threads < 1:
-        fail(f"--threads must be at least 1, got {threads}", 2)
+    settings = detection_settings(hop, lookahead, threshold, thresholds, median_filter, min_duration, min_gap, threads)
     from ..session import usable_cores
 
+    settings["threads"] = threads or usable_cores()  # file mode: every core (no live audio to leave one for)
     files, problems = collect_inputs(paths)
-    det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,
-                        min_duration=min_duration, min_gap=min_gap, threads=threads or usable_cores())
+    det = load_detector(model, device, settings)
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)

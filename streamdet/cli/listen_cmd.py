@@ -1,9 +1,11 @@
-"""``streamdet listen``: detect events live on an input device.
+"""``streamdet listen``: detect events live on an audio input.
 
-The device is opened at its native rate through sounddevice (``Detector.listen``) and resampled to the
-model rate. On a terminal a rich live view shows per-class meters (latest scores against the on
-threshold), recent events with their times, the input level, the lost-audio counter and the latency;
-with ``--format jsonl``, or when stdout is not a terminal, every update is one JSON line (DESIGN.md §4:
+The input (``--input/-i``) is opened at its native rate through sounddevice (``Detector.listen``) and
+resampled to the model rate; ``--device`` is the compute device, as in every command. ``listen --device
+INPUT`` (a value that is not a compute device) and ``--compute`` still work for one release, with a warning.
+On a terminal a rich live view shows per-class meters (latest scores against the on threshold), recent events
+with their times, the input level, the lost-audio counter and the latency;
+with ``--format jsonl``, or when stdout is not a terminal, every update is one JSON line (docs/DESIGN.md §4:
 ``type, label, onset, offset, confidence, stream, wall_time``).
 
 Ending: ``--duration`` seconds (exit 0), Ctrl-C (open events are closed and printed, exit 130), or the
@@ -20,21 +22,25 @@ import signal
 import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .common import (
-    MODEL_HELP,
-    THRESHOLD_HELP,
-    THRESHOLDS_HELP,
-    fail,
-    import_sounddevice,
-    load_detector,
-    model_line,
-    parse_thresholds,
-    stdout_is_terminal,
+from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
+from .options import (
+    COMPUTE_DEVICES,
+    HopOption,
+    InputOption,
+    LookaheadOption,
+    MedianFilterOption,
+    MinDurationOption,
+    MinGapOption,
+    ModelOption,
+    ThreadsOption,
+    ThresholdOption,
+    ThresholdsOption,
+    detection_settings,
+    is_compute_device,
 )
 
 if TYPE_CHECKING:
@@ -193,29 +199,34 @@ class LiveView:
 
 
 def listen_command(
-    device: str | None = typer.Option(None, "--device", "-d", help="Input device: index or (part of a) name; "
-                                                                  "see `streamdet devices`. Default: the system's.",
-                                      show_default=False),
-    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
+    input_device: InputOption = None,
+    model: ModelOption = None,
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds (default: run "
                                                                     "until Ctrl-C).", show_default=False),
     output_format: str | None = typer.Option(None, "--format", "-f", help="live (a terminal view) or jsonl (one "
                                                                           "JSON line per onset/offset). Default: "
                                                                           "live on a terminal, else jsonl.",
                                              show_default=False),
-    hop: float = typer.Option(0.5, help="Seconds between window evaluations (sets the latency)."),
-    lookahead: float = typer.Option(0.0, help="Seconds of later windows averaged into each frame "
-                                              "(more accurate, later onsets)."),
-    threshold: str | None = typer.Option(None, "--threshold", "-t", help=THRESHOLD_HELP, show_default=False),
-    thresholds: Path | None = typer.Option(None, "--thresholds", help=THRESHOLDS_HELP, show_default=False),
-    sample_rate: float | None = typer.Option(None, "--sample-rate", help="Open the device at this rate instead of "
+    hop: HopOption = 0.5,
+    lookahead: LookaheadOption = 0.0,
+    threshold: ThresholdOption = None,
+    thresholds: ThresholdsOption = None,
+    median_filter: MedianFilterOption = 0.0,
+    min_duration: MinDurationOption = None,
+    min_gap: MinGapOption = None,
+    sample_rate: float | None = typer.Option(None, "--sample-rate", help="Open the input at this rate instead of "
                                                                          "its default.", show_default=False),
-    compute: str = typer.Option("auto", "--compute", help="Inference device: auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", "-d", help=f"Compute device: {COMPUTE_DEVICES}. (An audio input "
+                                                               "here is read as --input for one more release.)"),
+    threads: ThreadsOption = None,
+    compute: str | None = typer.Option(None, "--compute", hidden=True, help="Deprecated: use --device.",
+                                       show_default=False),
 ) -> None:
-    """Detect sound events live on an audio input device.
+    """Detect sound events live on an audio input.
 
-    Exit 0 after --duration, 130 on Ctrl-C (open events are closed and printed first), 1 when the device
-    is busy or stops delivering audio, 2 on usage errors (unknown device, bad options)."""
+    Exit 0 after --duration, 130 on Ctrl-C (open events are closed and printed first), 1 when the input
+    is busy or stops delivering audio, 2 on usage errors (unknown input, bad options)."""
+    input_device, device = _input_and_device(input_device, device, compute)
     if output_format is None:
         output_format = "live" if stdout_is_terminal() else "jsonl"
     output_format = output_format.lower()
@@ -227,9 +238,9 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
-    spec = parse_thresholds(threshold, thresholds)
-    det = load_detector(model, compute, hop, lookahead, spec)
-    dev = _device_arg(device)
+    settings = detection_settings(hop, lookahead, threshold, thresholds, median_filter, min_duration, min_gap, threads)
+    det = load_detector(model, device, settings)
+    dev = _device_arg(input_device)
     live = _open(det, dev, sample_rate)
     device_label = "default input" if dev is None else str(dev)
     typer.echo(model_line(det), err=True)
@@ -239,6 +250,24 @@ def listen_command(
                    f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)", err=True)
         code = _run(det, live, output_format, duration, device_label)
     raise typer.Exit(code)
+
+
+def _input_and_device(input_device: str | None, device: str, compute: str | None) -> tuple[str | None, str]:
+    """``(audio input, compute device)`` from ``--input``, ``--device`` and the deprecated ``--compute``: a
+    ``--device`` that is not a compute device is the old meaning (the audio input), kept for one release."""
+    if not is_compute_device(device):
+        if input_device is not None:
+            fail(f"--device must be a compute device ({COMPUTE_DEVICES}), got {device!r}; the audio input is "
+                 "--input", 2)
+        warn(f"`listen --device {device}` for the audio input is deprecated and will be removed in the next "
+             f"release; use `--input {device}` (--device is the compute device, as in every command)")
+        input_device, device = device, "auto"
+    if compute is not None:
+        if device != "auto":
+            fail("give the compute device once: --device (--compute is its deprecated name)", 2)
+        warn("`listen --compute` is deprecated and will be removed in the next release; use --device")
+        device = compute
+    return input_device, device
 
 
 def _wait_for_audio(det: Any, live: Any, device_label: str) -> int | None:

@@ -16,10 +16,10 @@ def train_command(
     recipe: str = typer.Option("alerts", "--recipe", "-r", help="Training recipe (alerts)."),
     quick: bool = typer.Option(False, "--quick", help="The same path at toy size: minutes instead of ~75 min "
                                                       "(for CI; the model is not useful)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (data, features, checkpoints, "
+    out: Path | None = typer.Option(None, "--output", "--out", "-o", help="Output folder (data, features, checkpoints, "
                                                               "model, report). Default: runs/RECIPE[-quick].",
                                     show_default=False),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training from OUT/train/last.pt "
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training from OUTPUT/train/last.pt "
                                                         "(synthesised data and features are always reused)."),
     bundle: bool = typer.Option(False, "--bundle", help="Install the final model and example clip into the "
                                                         "package's bundled/ folder (maintainers)."),
@@ -63,7 +63,7 @@ def train_command(
                             bundle_dir=bundle_dir, console=console)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: streamdet train --recipe {recipe}"
-                      f"{' --quick' if quick else ''} --out {out} --resume")
+                      f"{' --quick' if quick else ''} --output {out} --resume")
         raise typer.Exit(130) from None
     except (RuntimeError, ValueError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}", 1)

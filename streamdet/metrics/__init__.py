@@ -16,7 +16,7 @@ from __future__ import annotations
 from ._common import MetricResult
 from .clip import average_precision, clip_map, clip_map_from_events, clip_targets
 from .collar import event_based
-from .evaluate import DEFAULT_METRICS, METRICS, evaluate
+from .evaluate import DEFAULT_METRICS, METRICS, evaluate, unscored_predictions
 from .intersection import IntersectionCounts, intersection_counts, intersection_f1
 from .io import (
     Durations,
@@ -75,6 +75,7 @@ __all__ = [
     "read_events",
     "rename_files",
     "segment_based",
+    "unscored_predictions",
     "write_durations",
     "write_events_jsonl",
     "write_events_tsv",

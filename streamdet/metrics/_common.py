@@ -36,7 +36,13 @@ class MetricResult:
             return value
 
         return {"name": self.name, "params": clean(self.params), "overall": clean(self.overall),
-                "classes": clean(self.classes)}
+                "classes": clean(self.classes), "left_out_of_macro": self.left_out_of_macro()}
+
+    def left_out_of_macro(self) -> list[str]:
+        """The classes whose F1 is undefined (no reference events, or no detections where the reference packages
+        make that NaN), which the macro average skips, as sed_eval and psds_eval do."""
+        return [label for label, figures in self.classes.items()
+                if isinstance(figures.get("f1"), float) and math.isnan(figures["f1"])]
 
 
 def evaluated_files(ground_truth: EventTable, predictions: EventTable,

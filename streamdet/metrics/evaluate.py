@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..events import Event
 from ._common import MetricResult, evaluated_files
 from .clip import clip_map_from_events
 from .collar import event_based
@@ -15,6 +16,13 @@ METRICS = ("intersection", "event", "segment", "map", "psds1", "psds2")
 """Metric names understood by :func:`evaluate` (``psds1``/``psds2`` need durations)."""
 
 DEFAULT_METRICS = ("intersection", "event", "segment")
+
+
+def unscored_predictions(predictions: EventTable, ground_truth: EventTable) -> list[Event]:
+    """The predicted events whose label never occurs in the ground truth: no metric scores them per class (the
+    reference packages' arithmetic), so a false alarm of such a label is invisible in the figures."""
+    classes = {ev.label for events in ground_truth.values() for ev in events}
+    return [ev for events in predictions.values() for ev in events if ev.label not in classes]
 
 
 def evaluate(predictions: EventTable | Sequence[EventTable], ground_truth: EventTable,

@@ -1,0 +1,96 @@
+"""The options every command shares, defined once: one name, one short flag and one meaning each
+(docs/DESIGN.md §6).
+
+- ``--model/-m`` the model; ``--device/-d`` the compute device (``auto``, ``cpu``, ``cuda``, ``cuda:N``);
+  ``--threads`` CPU threads (no short flag); ``--input/-i`` the audio input of ``listen``.
+- The detection options of every command that detects events (``file``, ``listen``): ``--hop``,
+  ``--lookahead``, ``--threshold/-t``, ``--thresholds``, ``--median-filter``, ``--min-duration``, ``--min-gap``.
+  :func:`detection_settings` checks them (exit 2 naming the option) and returns the Detector's keyword
+  arguments; the post-processing ones become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import fail, parse_thresholds
+
+__all__ = [
+    "COMPUTE_DEVICES",
+    "DeviceOption",
+    "HopOption",
+    "InputOption",
+    "LookaheadOption",
+    "MedianFilterOption",
+    "MinDurationOption",
+    "MinGapOption",
+    "ModelOption",
+    "ThreadsOption",
+    "ThresholdOption",
+    "ThresholdsOption",
+    "detection_settings",
+    "is_compute_device",
+]
+
+MODEL_HELP = "ONNX model: a path, or the name of a bundled model (see `streamdet models`). Default: the bundled one."
+COMPUTE_DEVICES = "auto, cpu, cuda or cuda:N"
+
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help=f"Compute device: {COMPUTE_DEVICES}.")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads for inference. Default: every core in `file` (no live audio to leave a core "
+                      "for), every core but one in `listen` and `bench`.", show_default=False)]
+InputOption = Annotated[str | None, typer.Option(
+    "--input", "-i", help="Audio input: device index or (part of a) name; see `streamdet devices`. Default: the "
+                          "system's default input.", show_default=False)]
+HopOption = Annotated[float, typer.Option("--hop", help="Seconds between window evaluations (sets the latency).")]
+LookaheadOption = Annotated[float, typer.Option(
+    "--lookahead", help="Seconds of later windows averaged into each frame (more accurate, later onsets).")]
+ThresholdOption = Annotated[str | None, typer.Option(
+    "--threshold", "-t", help="Detection threshold for every class: ON, or ON,OFF (hysteresis). Default: the model's.",
+    show_default=False)]
+ThresholdsOption = Annotated[Path | None, typer.Option(
+    "--thresholds", help='Per-class thresholds, a JSON file {"label": ON or [ON, OFF], ...}; other classes keep '
+                         "theirs.", show_default=False)]
+MedianFilterOption = Annotated[float, typer.Option(
+    "--median-filter", help="Median filter width over the score track, seconds (0: off).")]
+MinDurationOption = Annotated[float | None, typer.Option(
+    "--min-duration", help="Drop events shorter than this, seconds (an onset is reported once the event has lasted "
+                           "this long). Default: the model's per-class value, else 0.", show_default=False)]
+MinGapOption = Annotated[float | None, typer.Option(
+    "--min-gap", help="Merge events of a class separated by less than this, seconds. Default: the model's "
+                      "per-class value, else 0.", show_default=False)]
+
+
+def is_compute_device(value: str) -> bool:
+    """Whether ``value`` names a compute device (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
+    text = value.strip().lower()
+    return text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())
+
+
+def detection_settings(
+    hop: float,
+    lookahead: float,
+    threshold: str | None,
+    thresholds: Path | None,
+    median_filter: float,
+    min_duration: float | None,
+    min_gap: float | None,
+    threads: int | None,
+) -> dict[str, Any]:
+    """The Detector keyword arguments of the detection options, or exit 2 naming the option that is wrong."""
+    for name, value, positive in (("--hop", hop, True), ("--lookahead", lookahead, False),
+                                  ("--median-filter", median_filter, False), ("--min-duration", min_duration, False),
+                                  ("--min-gap", min_gap, False)):
+        if value is None:
+            continue
+        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+            fail(f"{name} must be {'positive' if positive else '>= 0'} (and finite), got {value}", 2)
+    if threads is not None and threads < 1:
+        fail(f"--threads must be at least 1, got {threads}", 2)
+    return {"hop": hop, "lookahead": lookahead, "thresholds": parse_thresholds(threshold, thresholds),
+            "median_filter": median_filter, "min_duration": min_duration, "min_gap": min_gap, "threads": threads}
