@@ -303,7 +303,7 @@ def _fake_listen(det: streamdet.Detector, x: np.ndarray, sr: int, unplugged: boo
 
     The blocks are delivered before the listen loop starts, so how the test process is scheduled (this
     machine may be busy) cannot make the stall look like it began before the audio ended."""
-    live = det.listen(sample_rate=sr, name="fake", open_device=False)
+    live = LiveStream(det.stream(sr, name="fake"), det.live_scheduler(), open_device=False)  # listen is patched
     block = sr // 20
     for start in range(0, len(x), block):
         chunk = x[start : start + block, None]
