@@ -1,4 +1,4 @@
-"""PyTorch model -> ONNX graph that follows the streamdet model contract (DESIGN.md §2).
+"""PyTorch model -> ONNX graph that follows the streamdet model contract (docs/DESIGN.md §2).
 
 The graph takes ``waveform [batch, window_samples]`` and returns ``framewise [batch, steps, classes]`` and
 ``clipwise [batch, classes]`` probabilities. The front-end is part of the model (conv-based DFT, no STFT op), so

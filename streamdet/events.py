@@ -1,4 +1,4 @@
-"""Detected events and the live updates a stream emits (DESIGN.md §4)."""
+"""Detected events and the live updates a stream emits (docs/DESIGN.md §4)."""
 
 from __future__ import annotations
 
@@ -50,5 +50,5 @@ class Update:
         return Event(self.label, self.onset, self.offset, self.confidence, self.stream)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict of DESIGN.md §4: type, label, onset, offset, confidence, stream, wall_time."""
+        """The JSON-ready dict of docs/DESIGN.md §4: type, label, onset, offset, confidence, stream, wall_time."""
         return asdict(self)

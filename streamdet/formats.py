@@ -1,4 +1,4 @@
-"""Writing events: the JSONL, TSV (DCASE) and CSV layouts of DESIGN.md §4, one writer per layout.
+"""Writing events: the JSONL, TSV (DCASE) and CSV layouts of docs/DESIGN.md §4, one writer per layout.
 
 ``streamdet file`` writes through these file by file as results arrive (times rounded to the microsecond, so
 that 0.30000000000000004 prints as 0.3); :func:`streamdet.metrics.write_events_tsv` and

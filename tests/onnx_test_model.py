@@ -4,7 +4,7 @@ The model's class scores follow the energy in fixed frequency bands, so the expe
 synthetic signal are known exactly:
 
 - ``waveform`` [batch, window_samples] is cut into ``steps`` frames of ``step_samples`` samples
-  (frame i covers samples ``[i*step, (i+1)*step)`` of the window, as DESIGN.md §2 says);
+  (frame i covers samples ``[i*step, (i+1)*step)`` of the window, as docs/DESIGN.md §2 says);
 - each frame goes through a rectangular-window DFT (MatMul with fixed cos/sin matrices), giving a
   power spectrum normalised so a full-frame sine of amplitude A at a bin centre has power A²;
 - band powers are sums over each class's bins; the score is

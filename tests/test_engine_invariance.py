@@ -1,4 +1,4 @@
-"""Property test: any chunking of the pushed samples yields identical events (DESIGN.md §3 determinism)."""
+"""Property test: any chunking of the pushed samples yields identical events (docs/DESIGN.md §3 determinism)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""streamdet.export.to_onnx: official checkpoints -> ONNX files that follow DESIGN.md §2, verified against PyTorch.
+"""streamdet.export.to_onnx: official checkpoints -> ONNX files that follow docs/DESIGN.md §2, verified against PyTorch.
 
 The official tiny fixtures (tests/fixtures/*/PROVENANCE.md) go checkpoint -> ONNX -> ONNX Runtime and must reproduce
 the reference outputs of the official code within 1e-4. A toy model (``tests/export_toy_model.py``) exports in well

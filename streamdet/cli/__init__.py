@@ -1,4 +1,4 @@
-"""The ``streamdet`` command line (DESIGN.md §6).
+"""The ``streamdet`` command line (docs/DESIGN.md §6).
 
 Exit codes: 0 success, 1 some inputs failed (each reported), 2 usage error, 130 on Ctrl-C.
 """
