@@ -23,19 +23,7 @@ import typer
 
 from ..audio_io import AUDIO_EXTENSIONS  # what a folder is searched for; named files are tried whatever they are
 from .common import fail, load_detector, model_line
-from .options import (
-    DeviceOption,
-    HopOption,
-    LookaheadOption,
-    MedianFilterOption,
-    MinDurationOption,
-    MinGapOption,
-    ModelOption,
-    ThreadsOption,
-    ThresholdOption,
-    ThresholdsOption,
-    detection_settings,
-)
+from .options import DeviceOption, ModelOption, with_detection_options
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
 
 if TYPE_CHECKING:
@@ -98,17 +86,11 @@ def _plot_name(audio: Path, used: set[str]) -> str:
     return name
 
 
+@with_detection_options
 def file_command(
     paths: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively).",
                                        show_default=False),
     model: ModelOption = None,
-    hop: HopOption = 0.5,
-    lookahead: LookaheadOption = 0.0,
-    threshold: ThresholdOption = None,
-    thresholds: ThresholdsOption = None,
-    median_filter: MedianFilterOption = 0.0,
-    min_duration: MinDurationOption = None,
-    min_gap: MinGapOption = None,
     output_format: str | None = typer.Option(
         None, "--format", "-f", help="table, jsonl, csv or tsv (DCASE). Default: table on a terminal, "
                                      "else from the --output extension, else jsonl.", show_default=False),
@@ -118,7 +100,8 @@ def file_command(
                                                           "class scores, events (needs the `plot` extra).",
                                      show_default=False),
     device: DeviceOption = "auto",
-    threads: ThreadsOption = None,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Detect sound events in audio files and folders.
 
@@ -141,10 +124,9 @@ def file_command(
             fail(str(exc), 2)
         if plot.exists() and not plot.is_dir():
             fail(f"--plot {plot}: exists and is not a folder", 2)
-    settings = detection_settings(hop, lookahead, threshold, thresholds, median_filter, min_duration, min_gap, threads)
     from ..session import usable_cores
 
-    settings["threads"] = threads or usable_cores()  # file mode: every core (no live audio to leave one for)
+    settings["threads"] = settings["threads"] or usable_cores()  # file mode: every core (no live audio here)
     files, problems = collect_inputs(paths)
     det = load_detector(model, device, settings)
     from rich.console import Console

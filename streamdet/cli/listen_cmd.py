@@ -27,21 +27,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
-from .options import (
-    COMPUTE_DEVICES,
-    HopOption,
-    InputOption,
-    LookaheadOption,
-    MedianFilterOption,
-    MinDurationOption,
-    MinGapOption,
-    ModelOption,
-    ThreadsOption,
-    ThresholdOption,
-    ThresholdsOption,
-    detection_settings,
-    is_compute_device,
-)
+from .options import COMPUTE_DEVICES, InputOption, ModelOption, is_compute_device, with_detection_options
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -198,6 +184,7 @@ class LiveView:
                      subtitle="Ctrl-C to stop", subtitle_align="right")
 
 
+@with_detection_options
 def listen_command(
     input_device: InputOption = None,
     model: ModelOption = None,
@@ -207,20 +194,14 @@ def listen_command(
                                                                           "JSON line per onset/offset). Default: "
                                                                           "live on a terminal, else jsonl.",
                                              show_default=False),
-    hop: HopOption = 0.5,
-    lookahead: LookaheadOption = 0.0,
-    threshold: ThresholdOption = None,
-    thresholds: ThresholdsOption = None,
-    median_filter: MedianFilterOption = 0.0,
-    min_duration: MinDurationOption = None,
-    min_gap: MinGapOption = None,
     sample_rate: float | None = typer.Option(None, "--sample-rate", help="Open the input at this rate instead of "
                                                                          "its default.", show_default=False),
     device: str = typer.Option("auto", "--device", "-d", help=f"Compute device: {COMPUTE_DEVICES}. (An audio input "
                                                                "here is read as --input for one more release.)"),
-    threads: ThreadsOption = None,
     compute: str | None = typer.Option(None, "--compute", hidden=True, help="Deprecated: use --device.",
                                        show_default=False),
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Detect sound events live on an audio input.
 
@@ -238,7 +219,6 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
-    settings = detection_settings(hop, lookahead, threshold, thresholds, median_filter, min_duration, min_gap, threads)
     det = load_detector(model, device, settings)
     dev = _device_arg(input_device)
     live = _open(det, dev, sample_rate)

@@ -4,16 +4,20 @@
 - ``--model/-m`` the model; ``--device/-d`` the compute device (``auto``, ``cpu``, ``cuda``, ``cuda:N``);
   ``--threads`` CPU threads (no short flag); ``--input/-i`` the audio input of ``listen``.
 - The detection options of every command that detects events (``file``, ``listen``): ``--hop``,
-  ``--lookahead``, ``--threshold/-t``, ``--thresholds``, ``--median-filter``, ``--min-duration``, ``--min-gap``.
-  :func:`detection_settings` checks them (exit 2 naming the option) and returns the Detector's keyword
-  arguments; the post-processing ones become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
+  ``--lookahead``, ``--threshold/-t``, ``--thresholds``, ``--median-filter``, ``--min-duration``, ``--min-gap``,
+  ``--threads``: one group, added to a command by :func:`with_detection_options`, checked by
+  :func:`detection_settings` (exit 2 naming the option) into the Detector's keyword arguments; the
+  post-processing ones become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -34,6 +38,7 @@ __all__ = [
     "ThresholdsOption",
     "detection_settings",
     "is_compute_device",
+    "with_detection_options",
 ]
 
 MODEL_HELP = "ONNX model: a path, or the name of a bundled model (see `streamdet models`). Default: the bundled one."
@@ -94,3 +99,36 @@ def detection_settings(
         fail(f"--threads must be at least 1, got {threads}", 2)
     return {"hop": hop, "lookahead": lookahead, "thresholds": parse_thresholds(threshold, thresholds),
             "median_filter": median_filter, "min_duration": min_duration, "min_gap": min_gap, "threads": threads}
+
+
+DETECTION_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("hop", HopOption, 0.5),
+    ("lookahead", LookaheadOption, 0.0),
+    ("threshold", ThresholdOption, None),
+    ("thresholds", ThresholdsOption, None),
+    ("median_filter", MedianFilterOption, 0.0),
+    ("min_duration", MinDurationOption, None),
+    ("min_gap", MinGapOption, None),
+    ("threads", ThreadsOption, None),
+)
+"""The detection option group: parameter name, annotated type, default."""
+
+
+def with_detection_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a typer command the detection option group: its signature gains the :data:`DETECTION_OPTIONS` (after
+    ``--model``), and it is called with ``settings=`` the checked Detector keyword arguments instead."""
+    hints = {k: v for k, v in get_type_hints(command, include_extras=True).items() if k != "settings"}
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in inspect.signature(command).parameters.values() if p.name != "settings"]
+    group = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+             for name, kind, default in DETECTION_OPTIONS]
+    at = next((i + 1 for i, p in enumerate(own) if p.name == "model"), len(own))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name, _, _ in DETECTION_OPTIONS}
+        return command(settings=detection_settings(**values), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own[:at], *group, *own[at:]])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**hints, **{name: kind for name, kind, _ in DETECTION_OPTIONS}}
+    return wrapper
