@@ -293,3 +293,30 @@ def test_loaded_models_are_in_eval_mode_and_deterministic() -> None:
     with torch.no_grad():
         assert torch.equal(model(wave).clipwise, model(wave).clipwise)
     assert np.isfinite(model(wave).framewise.detach().numpy()).all()
+
+
+@pytest.mark.parametrize("path_and_type", [(HTSAT_CKPT, "htsat"), (AST_PTH, "ast"), (HF_TINY, "ast_tscam")])
+def test_registered_models_meet_the_model_contract(path_and_type: tuple[Path, str]) -> None:
+    """Every registered type: frame logits in the output (the loop's framewise loss; their sigmoid is framewise),
+    the no-weight-decay parameters declared by the model (biases, norms, position tables, tokens), the export
+    contract, and build_model / the registry agree on the class."""
+    from streamdet.models import MODEL_TYPES, StreamdetModel, build_model, contract_gaps
+
+    path, model_type = path_and_type
+    model = load_checkpoint(path, model_type=model_type) if model_type == "ast_tscam" else load_checkpoint(path)
+    assert type(model) is MODEL_TYPES[model_type].cls and model.model_type == model_type
+    assert isinstance(model, StreamdetModel) and contract_gaps(model) == []
+    with torch.no_grad():
+        out = model(_wave(model.native_window_samples / model.sample_rate, model.sample_rate))
+    assert out.frame_logits is not None and out.frame_logits.shape == out.framewise.shape
+    torch.testing.assert_close(torch.sigmoid(out.frame_logits), out.framewise)
+    exempt = model.no_weight_decay()
+    names = dict(model.named_parameters())
+    assert all(names[n].ndim <= 1 or any(k in n for k in ("relative_position_bias_table", "token", "pos_embed"))
+               for n in exempt)
+    assert {n for n, p in names.items() if p.ndim <= 1} <= exempt
+    assert any("weight" in n and names[n].ndim >= 2 for n in names if n not in exempt)  # the rest decays
+    fresh = build_model(model_type, labels=list(model.labels), **vars(model.config))
+    assert type(fresh) is type(model) and set(fresh.state_dict()) == set(model.state_dict())
+    with pytest.raises(ValueError, match="unknown model_type 'nope'"):
+        build_model("nope")
