@@ -10,6 +10,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers: onnx_test_model
 
 
+# --- running in parallel (pytest-xdist, `-n 2 --dist loadgroup`) ---------------------------------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that play real-time audio (marked ``live``) run one after another on one worker, so that they never
+    compete with each other for the audio server or the clock; the other worker runs everything else meanwhile
+    (most of a live test's time is waiting for the audio to play)."""
+    for item in items:
+        if item.get_closest_marker("live") is not None:
+            item.add_marker(pytest.mark.xdist_group("live"))
+
+
 # --- engine (issue 5): the band-energy test model ---------------------------------------------
 @pytest.fixture(scope="session")
 def band_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
