@@ -136,18 +136,17 @@ class PacedSource:
                 time.sleep(delay)
             now = time.monotonic()
             info = SimpleNamespace(inputBufferAdcTime=now - self.block / self.rate, currentTime=now)
-            self.live._callback(self.x[i : i + self.block, None], self.block, info, None)
+            self.live.capture(self.x[i : i + self.block, None], self.block, info, None)
 
 
 def run_live(model: Path, threads: int | None, hop: float, seconds: float) -> dict:
     import streamdet
-    from streamdet.live import LiveStream
 
     rate = 48000
     det = streamdet.Detector(model, hop=hop, threads=threads)
     x, onsets = signal(seconds, rate, labels=det.labels)
     emitted: list[tuple[float, object]] = []
-    live = LiveStream(det, sample_rate=rate, open_device=False, on_event=lambda u: emitted.append((time.time(), u)))
+    live = det.listen(sample_rate=rate, open_device=False, on_event=lambda u: emitted.append((time.time(), u)))
     source = PacedSource(live, x, rate, block=rate // 100)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with live:
