@@ -84,6 +84,9 @@ class Detector:
         self.session = ModelSession(model, device=device, threads=threads, max_batch=max_batch, io_binding=io_binding)
         meta = self.session.metadata
         self.timeline = Timeline.create(meta, hop, lookahead)
+        if post is not None and (thresholds, min_duration, min_gap, median_filter) != (None, None, None, 0.0):
+            raise ValueError("give the post-processing either as post= or as thresholds / median_filter / "
+                             "min_duration / min_gap, not both")
         if post is None:
             post = PostProcessing.resolve(meta.labels, model_thresholds=meta.thresholds,
                                           model_postprocess=meta.postprocess, thresholds=thresholds,

@@ -280,3 +280,18 @@ def test_threads_pushing_concurrently(band_detector: streamdet.Detector) -> None
 
     with ThreadPoolExecutor(4) as pool:
         assert all(r == expected for r in pool.map(work, range(4)))
+
+
+def test_a_resolved_postprocessing_can_be_passed_whole(band_model: Path) -> None:
+    """Detector(post=...) takes one resolved PostProcessing (e.g. a tuner's result) and runs exactly what the same
+    settings given one by one run; giving both ways at once is refused."""
+    from streamdet.postprocess import PostProcessing
+
+    x = scene([("mid", 1.0, 1.04), ("low", 2.0, 3.0), ("low", 3.1, 3.5)], 4.0)
+    by_name = streamdet.Detector(band_model, device="cpu", hop=0.25, min_gap=0.2, median_filter=0.15)
+    post = PostProcessing.resolve(by_name.labels, min_gap=0.2, median_filter=0.15)
+    whole = streamdet.Detector(band_model, device="cpu", hop=0.25, post=post)
+    assert whole.post == by_name.post
+    assert key(run_stream(whole, x)) == key(run_stream(by_name, x)) == [("low", 2.0, 3.5)]
+    with pytest.raises(ValueError, match="not both"):
+        streamdet.Detector(band_model, device="cpu", post=post, min_gap=0.5)

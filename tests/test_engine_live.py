@@ -3,6 +3,7 @@ the lag rule; plus one smoke test through a PulseAudio null sink (marked ``live`
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -166,11 +167,22 @@ def test_listen_through_a_pulseaudio_null_sink(band_model: Path, tmp_path: Path)
     sf.write(wav, scene([("mid", 0.5, 1.5)], 2.5, 48000), 48000)
     det = streamdet.Detector(band_model, device="cpu", hop=0.25)
     with det.listen(device="pulse", sample_rate=48000, name="pulse") as live:
+        deadline = time.monotonic() + 10
+        while live.ring.end == 0 and time.monotonic() < deadline:  # the first block (the server may take a while)
+            time.sleep(0.01)
+        started, at_start = time.monotonic(), live.ring.end / live.sample_rate
         time.sleep(0.3)
         subprocess.run(["paplay", "-d", "virt", str(wav)], check=True, timeout=30)
         time.sleep(0.8)
+    listened = time.monotonic() - started
     det.close()
     events = live.stream.events
-    assert [e.label for e in events] == ["mid"], events
-    assert 0.9 <= events[0].offset - events[0].onset <= 1.15
+    # On a busy machine PulseAudio may drop audio: it must be accounted for (zero-filled, so the stream clock kept
+    # real time), and it may split the event, but only by the audio that was lost.
+    assert abs(live.stream.position - at_start - listened) < 0.5, (live.stream.position, at_start, listened)
+    lost = live.stream.lost_seconds
+    assert [e.label for e in events] == ["mid"] * len(events) and events, events
+    gaps = sum(b.onset - a.offset for a, b in itertools.pairwise(events))
+    assert len(events) == 1 or gaps <= lost + 0.1, (events, lost)
+    assert 0.9 <= events[-1].offset - events[0].onset <= 1.15
     assert live.overflows >= 0 and live.stats()["latency_p95_s"] < 2.0
