@@ -139,7 +139,7 @@ def test_scheduler_thread_delivers_to_iterator_and_callback(band_model: Path) ->
     x = scene([("mid", 0.3, 0.9)], 1.5)
     with det.listen(sample_rate=SR, open_device=False, on_event=seen.append) as live:
         live.capture(x[:, None], len(x), None, None)
-        first = live.get(timeout=5)
+        first = live.get(timeout=30)  # delivery, not speed: a loaded machine may take seconds to schedule the thread
         assert first is not None and first.type == "onset" and first.label == "mid"
         assert first.wall_time is not None and live.stats()["latency_p50_s"] >= 0
     rest = list(live)
