@@ -183,7 +183,10 @@ def test_post_processing_tuning_merges_a_cadenced_class_and_drops_blips() -> Non
 def test_quick_recipe_runs_end_to_end_and_exports_a_contract_model(cli, tmp_path: Path) -> None:
     """`streamdet train --recipe alerts --quick`: synthesis -> training -> tuning -> export -> evaluation."""
     out = tmp_path / "quick"
-    result = cli("train", "--recipe", "alerts", "--quick", "--out", out, timeout=900)
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "sounds"  # beside the checkout, as in CI
+    with_real = (real / "targets" / "MANIFEST.csv").is_file()
+    args = ("--real", real) if with_real else ()
+    result = cli("train", "--recipe", "alerts", "--quick", "--out", out, *args, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     losses = [h["loss"] for h in report["history"]]
@@ -204,12 +207,24 @@ def test_quick_recipe_runs_end_to_end_and_exports_a_contract_model(cli, tmp_path
     assert det.min_gap == {c: v["min_gap"] for c, v in meta.postprocess.items()}
     assert all(0 < off <= on < 1 for on, off in meta.thresholds.values())
     prov = meta.provenance
-    assert prov["recipe"] == "streamdet train --recipe alerts --quick"
+    assert prov["recipe"] == "streamdet train --recipe alerts --quick" + (" --real DIR" if with_real else "")
     assert set(prov["evaluation"]["test"]) >= {"event_f1_macro", "segment_f1_macro", "per_class"}
     framewise, clipwise = det.session.run(np.zeros((2, 32000), np.float32))
     assert framewise.shape == (2, 16, 7) and clipwise.shape == (2, 7)
     assert (out / "example.wav").exists() and (out / "test_predictions.tsv").exists()
     assert report["onnx_bytes"] <= 15_000_000
+    if with_real:  # the real corpus: split by source, real validation scenes, the real-audio benchmark
+        real_fig = report["figures"]["real"]
+        assert set(real_fig["scenes"]["classes"]) <= set(ALERTS_LABELS) and real_fig["scenes"]["classes"]
+        assert real_fig["backgrounds"]["overall"]["minutes"] > 5 and "music" in real_fig["backgrounds"]["per_kind"]
+        assert set(real_fig["steady"]["per_signal"]) >= {"silence", "white -30 dBFS"}
+        assert prov["real_audio"]["backgrounds"]["minutes"] == real_fig["backgrounds"]["overall"]["minutes"]
+        assert report["training"]["mining"]["files"] == 96
+        attribution = (out / "ATTRIBUTION.md").read_text()
+        assert attribution.count("| val |") > 0 and attribution.count("| train |") > 0
+        assert "real audio (validation sources)" in result.stdout
+    else:
+        assert "real" not in report["figures"] and prov["real_audio"] is None
 
 
 def test_recipe_reuses_a_synthesised_split_whatever_the_speech_cache_path(tmp_path: Path) -> None:

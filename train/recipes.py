@@ -1,6 +1,6 @@
 """Training recipes: synthesis -> training -> threshold tuning -> ONNX export -> evaluation through the engine.
 
-``alerts`` (the bundled default model, DESIGN.md §7) is reproduced end to end by one call::
+``alerts`` (the bundled default model, docs/DESIGN.md §7) is reproduced end to end by one call::
 
     streamdet train --recipe alerts --out runs/alerts          # ~75 min on 2 CPU cores (limit: 90)
     streamdet train --recipe alerts --quick --out runs/quick   # the same path in a few minutes (CI)
@@ -68,8 +68,18 @@ class Recipe:
     extra_lookaheads: tuple[float, ...] = (1.0,)
     example: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
+    # Real recordings (used when the recipe is given a corpus; see streamdet.train.real):
+    real_scenes: dict[str, Any] = field(default_factory=dict)  # SceneConfig overrides of train/val with real audio
+    n_real_val: int = 150  # scenes of real validation recordings for checkpoint selection and tuning
+    real_val_subset: int = 60  # of which scored after every epoch
+    n_real_bench: int = 150  # scenes of the real-audio benchmark (another seed than the tuning scenes)
+    mine_after: int | None = None  # hard-negative mining after this many epochs (None: never)
+    mine_boost: float = 3.0
 
-    def scene_config(self, split: str, speech_cache_dir: str | None = None) -> Any:
+    def scene_config(self, split: str, speech_cache_dir: str | None = None, real: Mapping[str, Path] | None = None
+                     ) -> Any:
+        """The :class:`SceneConfig` of a split (``train``, ``val``, ``test``, ``example``); ``real``
+        (``{"clips", "beds"}`` of the training side of the real corpus) adds real recordings to train and val."""
         from .synth import SceneConfig
 
         common = {
@@ -84,12 +94,30 @@ class Recipe:
             ex = dict(self.example)
             ex.pop("seed", None)
             return SceneConfig(**{**common, **ex})
+        if real is not None:
+            common.update(clip_folders=(str(real["clips"]),), background_folders=(str(real["beds"]),),
+                          **self.real_scenes)
         return SceneConfig(**common)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
         return json.loads(json.dumps(d))
+
+
+SEEDS = {"train": 1, "val": 2, "test": 3, "real_val": 4, "real_bench": 101}
+# With a real corpus, train/val scenes lay real recordings under half of their background layers, draw real target
+# clips for a share of the events (real speech for half of the speech events; the thin alert classes less often,
+# so that a handful of recordings is not learnt by heart), add real distractors (hard negatives, music, animals,
+# household) beside the procedural ones, and capture a third of the mixes through a device, a tenth clipped.
+REAL_SCENES: dict[str, Any] = {
+    "background_folder_prob": 0.5,
+    "clip_prob": 0.3,
+    "clip_prob_by_label": {"speech": 0.5},
+    "distractors": (0, 3),
+    "capture_prob": 0.3,
+    "clipping_prob": 0.1,
+}
 
 
 def alerts_recipe(quick: bool = False) -> Recipe:
@@ -126,8 +154,9 @@ def alerts_recipe(quick: bool = False) -> Recipe:
         train = TrainConfig(epochs=2, steps_per_epoch=30, batch_size=16, warmup_steps=10, lr=1e-3, ema_decay=0.99,
                             mixup_prob=0.0, specaugment=False, log_every=10)
         return Recipe(
-            "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 96, 24, 24, {"train": 1, "val": 2, "test": 3},
-            "htsat", model, 2.0, train, val_subset=12, example=example, quick=True,
+            "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 96, 24, 24, SEEDS, "htsat", model, 2.0, train,
+            val_subset=12, example=example, quick=True, real_scenes=REAL_SCENES, n_real_val=12, real_val_subset=12,
+            n_real_bench=12, mine_after=1,
         )
     # No mixup, SpecAugment or drop-path: in this compute budget the model under-fits, and each of them slowed
     # learning (validation after 1-2 epochs, same seed: event F1 0.10 -> 0.15, segment F1 0.35 -> 0.46 without
@@ -135,8 +164,9 @@ def alerts_recipe(quick: bool = False) -> Recipe:
     train = TrainConfig(epochs=12, steps_per_epoch=350, batch_size=32, warmup_steps=300, lr=1e-3, ema_decay=0.999,
                         mixup_prob=0.0, specaugment=False)
     return Recipe(
-        "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 4000, 400, 500, {"train": 1, "val": 2, "test": 3},
-        "htsat", model, 2.0, train, val_subset=100, example=example,
+        "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 4000, 400, 500, SEEDS, "htsat", model, 2.0, train,
+        val_subset=100, example=example, real_scenes=REAL_SCENES, n_real_val=150, real_val_subset=60,
+        n_real_bench=150, mine_after=6,
     )
 
 
@@ -293,6 +323,28 @@ def _engine_events(onnx_path: Path, records: list, hop: float, lookahead: float,
 
 
 # --------------------------------------------------------------------------------------------------------- recipe
+@dataclass
+class _Run:
+    """The state of one recipe run, handed from stage to stage."""
+
+    recipe: Recipe
+    out: Path
+    log: _Log
+    threads: int
+    workers: int
+    device: str
+    real_root: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.recipe.labels)
+
+    def timed(self, name: str, t0: float) -> None:
+        self.timings[f"{name}_s"] = round(time.perf_counter() - t0, 1)
+
+
 def run_recipe(
     recipe: Recipe,
     out_dir: str | Path,
@@ -301,6 +353,7 @@ def run_recipe(
     workers: int | None = None,
     threads: int | None = None,
     device: str = "auto",
+    real: str | Path | None = None,
     bundle_dir: str | Path | None = None,
     console: Any = None,
 ) -> dict[str, Any]:
@@ -308,126 +361,228 @@ def run_recipe(
 
     ``resume``: continue an interrupted training from ``train/last.pt`` (data and features are always reused
     when they match the recipe). ``workers``: synthesis processes (default: CPU cores). ``threads``: torch and
-    ONNX Runtime threads (default: CPU cores). ``bundle_dir``: copy the final model and example clip there.
+    ONNX Runtime threads (default: CPU cores). ``real``: a real-audio corpus (``targets/`` and ``backgrounds/``
+    with manifests, see :mod:`streamdet.train.real`): its training sources go into the scenes, its validation
+    sources into tuning and the real-audio benchmark. ``bundle_dir``: copy the final model and example clip there.
     """
     import torch
-    from streamdet.models import build_model, load_checkpoint
 
-    from streamdet.metrics import write_events_tsv
-
-    from .datasets import read_scenes
-    from .loop import Trainer, default_threads, ground_truth, score_events
-    from .synth import speech, synthesize_scene
-    from .thresholds import tracks_to_events, tune_postprocessing
+    from .loop import default_threads
+    from .synth import speech
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log(console)
     cores = default_threads()
-    threads = threads or cores
-    workers = workers or cores
-    torch.set_num_threads(threads)
-    labels = list(recipe.labels)
-    timings: dict[str, float] = {}
+    run = _Run(recipe, out, _Log(console), threads or cores, workers or cores, device,
+               None if real is None else Path(real))
+    torch.set_num_threads(run.threads)
     t_all = time.perf_counter()
-    log(f"recipe {recipe.name}{' (quick)' if recipe.quick else ''} -> {out} ({threads} threads, {workers} workers)")
-    if "speech" in labels and not speech.available():
-        log("[yellow]warning: espeak-ng is not installed: the speech class gets no training examples[/yellow]")
+    run.log(f"recipe {recipe.name}{' (quick)' if recipe.quick else ''} -> {out} ({run.threads} threads, "
+            f"{run.workers} workers)")
+    if "speech" in run.labels and not speech.available():
+        run.log("[yellow]warning: espeak-ng is not installed: the speech class gets no generated examples[/yellow]")
+    if run.real_root is None:
+        run.log("[yellow]warning: no real-audio corpus (--real): synthetic scenes only, and no real-audio "
+                "figures[/yellow]")
+    _stage_synthesis(run)
+    model = _stage_features(run)
+    best, summary = _stage_training(run, model, resume)
+    thresholds, postprocess, tuning = _stage_tuning(run, best)
+    figures = _stage_evaluation(run, best, thresholds, postprocess)
+    run.timings["total_s"] = round(time.perf_counter() - t_all, 1)
+    report = _stage_final(run, best, summary, thresholds, postprocess, tuning, figures)
+    if bundle_dir is not None:
+        bundle = Path(bundle_dir)
+        bundle.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(report["model"], bundle / Path(report["model"]).name)
+        shutil.copyfile(out / "example.wav", bundle / "example.wav")
+        shutil.copyfile(out / "example.tsv", bundle / "example.tsv")
+        run.log(f"bundled {Path(report['model']).name} and example.wav into {bundle}")
+    run.log(f"done in {_mmss(time.perf_counter() - t_all)}: {report['model']} ({report['onnx_bytes'] / 1e6:.1f} MB)")
+    return report
 
-    # 1. synthesis -------------------------------------------------------------------------------------------
-    t = time.perf_counter()
-    cache_dir = str(out / "speech_cache")
-    splits = {}
-    for split, n in (("train", recipe.n_train), ("val", recipe.n_val), ("test", recipe.n_test)):
-        cfg = recipe.scene_config(split, cache_dir)
-        splits[split] = _synth(out / "data" / split, n, recipe.seeds[split], cfg, workers, log, f"synth {split}")
-    ex_cfg = recipe.scene_config("example", cache_dir)
-    example = synthesize_scene(recipe.example.get("seed", 0), ex_cfg)
+
+def _stage_synthesis(run: _Run) -> None:
+    """1. The real corpus split by source (if any), the synthetic splits, the real validation scenes, the example."""
     import soundfile as sf
 
-    from .synth import write_tsv
+    from .real import attribution_markdown, split_summary
+    from .real_eval import prepare_real, real_scene_config
+    from .synth import synthesize_scene, write_tsv
 
+    t = time.perf_counter()
+    recipe, out = run.recipe, run.out
+    cache_dir = str(out / "speech_cache")
+    real_train = None
+    if run.real_root is not None:
+        prep = prepare_real(run.real_root, out / "real", run.labels)
+        run.data["real"] = prep
+        real_train = prep["dirs"]["train"]
+        used = {c.group: side for side, cs in prep["split"].items() for c in cs}
+        (out / "ATTRIBUTION.md").write_text(
+            "# Real recordings used by this model\n\nTraining sources shaped the weights; validation sources were "
+            "used only for checkpoint selection, threshold tuning and the real-audio figures.\n\n"
+            + attribution_markdown(prep["clips"], used))
+        summary = split_summary(prep["split"])
+        run.data["real_split"] = summary
+        run.log(f"real corpus {run.real_root}: {len(prep['split']['train'])} training and "
+                f"{len(prep['split']['val'])} validation recordings (split by source)")
+    splits = {}
+    for split, n in (("train", recipe.n_train), ("val", recipe.n_val), ("test", recipe.n_test)):
+        cfg = recipe.scene_config(split, cache_dir, real_train if split != "test" else None)
+        splits[split] = _synth(out / "data" / split, n, recipe.seeds[split], cfg, run.workers, run.log,
+                               f"synth {split}")
+    if run.real_root is not None:
+        val_dirs = run.data["real"]["dirs"]["val"]
+        # a quarter of the tuning scenes hold no target at all: thresholds also see real audio that must not fire
+        cfg = real_scene_config(val_dirs["clips"], val_dirs["beds"], run.labels, events=(0, 3))
+        splits["real_val"] = _synth(out / "data" / "real_val", recipe.n_real_val, recipe.seeds["real_val"], cfg,
+                                    run.workers, run.log, "synth real_val")
+    run.data["splits"] = splits
+    ex_cfg = recipe.scene_config("example", cache_dir)
+    example = synthesize_scene(recipe.example.get("seed", 0), ex_cfg)
     sf.write(out / "example.wav", example.audio, ex_cfg.sample_rate, subtype="PCM_16")
     write_tsv(out / "example.tsv", {"example.wav": example.events})
-    timings["synthesis_s"] = round(time.perf_counter() - t, 1)
+    run.data["example_events"] = example.events
+    run.timed("synthesis", t)
 
-    # 2. features --------------------------------------------------------------------------------------------
+
+def _stage_features(run: _Run) -> Any:
+    """2. The front-end over every training and validation scene (cached); returns the fresh model."""
+    import torch
+    from streamdet.models import build_model
+
+    from .torch_data import FeatureBank
+
     t = time.perf_counter()
+    recipe, splits = run.recipe, run.data["splits"]
     torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe.model_type, labels=labels, num_classes=len(labels), **recipe.model)
+    model = build_model(recipe.model_type, labels=run.labels, num_classes=len(run.labels), **recipe.model)
     if model.native_window_samples != round(recipe.window_seconds * recipe.sample_rate):
         raise ValueError("the recipe's window must be the model's native window")
-    train_bank = _bank(splits["train"], out / "cache" / "train.npz", model, labels, log, "features train")
-    val_bank = _bank(splits["val"], out / "cache" / "val.npz", model, labels, log, "features val")
-    timings["features_s"] = round(time.perf_counter() - t, 1)
-
-    # 3. training --------------------------------------------------------------------------------------------
-    t = time.perf_counter()
-    cfg = dataclasses.replace(recipe.train, device=device, threads=threads)
+    run.data["train_bank"] = _bank(splits["train"], run.out / "cache" / "train.npz", model, run.labels, run.log,
+                                   "features train")
+    val_bank = _bank(splits["val"], run.out / "cache" / "val.npz", model, run.labels, run.log, "features val")
     val_idx = list(range(min(recipe.val_subset, len(val_bank))))
-    trainer = Trainer(
-        model, train_bank, labels, cfg, out / "train", val=val_bank, val_indices=val_idx, console=console,
-        provenance={"recipe": recipe.name},
-    )
+    if "real_val" in splits:  # checkpoints are chosen on synthetic and real validation scenes together
+        real = _bank(splits["real_val"], run.out / "cache" / "real_val.npz", model, run.labels, run.log,
+                     "features real_val")
+        n = len(val_bank)
+        val_bank = FeatureBank(val_bank.records + real.records, val_bank.features + real.features, val_bank.spec,
+                               val_bank.pad_seconds, run.labels)
+        val_idx += [n + i for i in range(min(recipe.real_val_subset, len(real)))]
+    run.data["val_bank"], run.data["val_idx"] = val_bank, val_idx
+    run.timed("features", t)
+    return model
+
+
+def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str, Any]]:
+    """3. Training (with hard-negative mining part-way if the recipe asks); returns the best EMA model."""
+    import numpy as np
+    from streamdet.models import load_checkpoint
+
+    from .loop import Trainer
+    from .mining import false_positive_scores, mined_weights
+
+    t = time.perf_counter()
+    recipe = run.recipe
+    cfg = dataclasses.replace(recipe.train, device=run.device, threads=run.threads)
+    trainer = Trainer(model, run.data["train_bank"], run.labels, cfg, run.out / "train", val=run.data["val_bank"],
+                      val_indices=run.data["val_idx"], console=run.log.console, provenance={"recipe": recipe.name})
+    mined_path = trainer.out_dir / "mined_weights.npy"
     if not resume:  # a fresh run: forget any earlier training in this folder
-        for p in (trainer.last_path, trainer.best_path, trainer.out_dir / "history.jsonl"):
+        for p in (trainer.last_path, trainer.best_path, trainer.out_dir / "history.jsonl", mined_path):
             p.unlink(missing_ok=True)
+    mining: dict[str, Any] | None = None
+    if recipe.mine_after and recipe.mine_after < cfg.epochs:
+        trainer.fit(resume=resume, max_epochs=recipe.mine_after)
+        if mined_path.exists():
+            trainer.weights = np.load(mined_path)
+            mining = json.loads(mined_path.with_suffix(".json").read_text())
+        else:
+            tm = time.perf_counter()
+            fp = false_positive_scores(trainer.ema.module, run.data["train_bank"], run.labels)
+            trainer.weights, mining = mined_weights(trainer.weights, fp, recipe.mine_boost)
+            mining.update(after_epoch=recipe.mine_after, seconds=round(time.perf_counter() - tm, 1))
+            np.save(mined_path, trainer.weights)
+            mined_path.with_suffix(".json").write_text(json.dumps(mining))
+        run.log(f"hard-negative mining after epoch {recipe.mine_after}: {mining['files_fp_over_0.5']} of "
+                f"{mining['files']} training files with false-positive score > 0.5 now get "
+                f"{100 * mining['drawn_share_of_files_fp_over_0.5']:.0f} % of the draws "
+                f"(was {100 * mining['before_share_of_files_fp_over_0.5']:.0f} %)")
+        resume = True
     summary = trainer.fit(resume=resume)
-    timings["training_s"] = round(time.perf_counter() - t, 1)
-    hist = summary["history"]
+    summary["mining"] = mining
+    run.timed("training", t)
     step_s = summary["train_seconds"] / max(1, summary["steps"])
-    log(f"training: {summary['steps']} steps, {summary['train_seconds']:.0f} s ({step_s:.2f} s/step of "
-        f"{cfg.batch_size}), best epoch {summary['best_epoch']}")
-    best = load_checkpoint(trainer.best_path).float().eval()
+    summary["seconds_per_step"] = round(step_s, 3)
+    run.log(f"training: {summary['steps']} steps, {summary['train_seconds']:.0f} s ({step_s:.2f} s/step of "
+            f"{cfg.batch_size}), best epoch {summary['best_epoch']}")
+    run.data["best_path"] = trainer.best_path
+    return load_checkpoint(trainer.best_path).float().eval(), summary
 
-    # 4. export + threshold tuning on validation through the engine -----------------------------------------
+
+def _stage_tuning(run: _Run, best: Any) -> tuple[dict, dict, dict]:
+    """4. Export, validation score tracks through the engine, per-class thresholds and post-processing tuned on
+    the synthetic and the real validation scenes together."""
+    from .datasets import read_scenes
+    from .loop import ground_truth, score_events
+    from .thresholds import tracks_to_events, tune_postprocessing
+
     t = time.perf_counter()
-    val_records = read_scenes(splits["val"])
-    test_records = read_scenes(splits["test"])
-    plain = out / "model_untuned.onnx"
+    recipe, labels, splits = run.recipe, run.labels, run.data["splits"]
+    plain = run.out / "model_untuned.onnx"
     _export(best, plain, recipe, None, {"recipe": recipe.name, "stage": "untuned"})
-    val_tracks = _engine_tracks(plain, val_records, recipe.eval_hop, recipe.eval_lookahead, threads)
-    val_gt, val_dur = ground_truth(val_records, labels)
-    thresholds, postprocess, tuning = tune_postprocessing(val_tracks, val_gt, labels)
-    val_default = score_events(tracks_to_events(val_tracks, labels, dict.fromkeys(labels, (0.5, 0.3))), val_gt,
-                               val_dur, labels)
-    val_post = _per_class(postprocess, labels)
-    val_tuned = score_events(tracks_to_events(val_tracks, labels, thresholds, **val_post), val_gt, val_dur, labels)
-    log(f"validation (engine, hop {recipe.eval_hop} s): event F1 {val_default['event_f1_macro']} -> "
-        f"{val_tuned['event_f1_macro']} with tuned thresholds and post-processing, segment F1 "
-        f"{val_tuned['segment_f1_macro']}")
-    timings["tuning_s"] = round(time.perf_counter() - t, 1)
+    records = read_scenes(splits["val"]) + (read_scenes(splits["real_val"]) if "real_val" in splits else [])
+    tracks = _engine_tracks(plain, records, recipe.eval_hop, recipe.eval_lookahead, run.threads)
+    gt, dur = ground_truth(records, labels)
+    thresholds, postprocess, tuning = tune_postprocessing(tracks, gt, labels)
+    default = score_events(tracks_to_events(tracks, labels, dict.fromkeys(labels, (0.5, 0.3))), gt, dur, labels)
+    tuned = score_events(tracks_to_events(tracks, labels, thresholds, **_per_class(postprocess, labels)), gt, dur,
+                         labels)
+    run.data["val_figures"] = {"default": default, "tuned": tuned, "files": len(records)}
+    run.log(f"validation (engine, hop {recipe.eval_hop} s, {len(records)} scenes): event F1 "
+            f"{default['event_f1_macro']} -> {tuned['event_f1_macro']} with tuned thresholds and post-processing, "
+            f"segment F1 {tuned['segment_f1_macro']}")
+    run.timed("tuning", t)
+    return thresholds, postprocess, tuning
 
-    # 5. held-out test through the engine ----------------------------------------------------------------------
+
+def _stage_evaluation(run: _Run, best: Any, thresholds: Mapping, postprocess: Mapping) -> dict[str, Any]:
+    """5. The held-out synthetic test and the real-audio benchmark through the engine, latency on one thread."""
+    from streamdet.metrics import write_events_tsv
+
+    from .datasets import read_scenes
+    from .loop import ground_truth, score_events
+    from .real_eval import evaluate_real
+
     t = time.perf_counter()
+    recipe, labels, out = run.recipe, run.labels, run.out
     tuned = out / "model_tuned.onnx"
     _export(best, tuned, recipe, thresholds, {"recipe": recipe.name, "stage": "tuned"}, postprocess)
+    test_records = read_scenes(run.data["splits"]["test"])
     test_gt, test_dur = ground_truth(test_records, labels)
-    test_pred = _engine_events(tuned, test_records, recipe.eval_hop, recipe.eval_lookahead, threads)
+    test_pred = _engine_events(tuned, test_records, recipe.eval_hop, recipe.eval_lookahead, run.threads)
     write_events_tsv(test_pred, out / "test_predictions.tsv")
     test = score_events(test_pred, test_gt, test_dur, labels)
     variants = {}
     for la in recipe.extra_lookaheads:
-        pred = _engine_events(tuned, test_records, recipe.eval_hop, la, threads)
+        pred = _engine_events(tuned, test_records, recipe.eval_hop, la, run.threads)
         s = score_events(pred, test_gt, test_dur, labels)
         variants[f"lookahead_{la:g}s"] = {k: s[k] for k in ("event_f1_macro", "segment_f1_macro",
                                                             "segment_f1_micro", "event_f1_micro")}
     latency = measure_latency(tuned, runs=20 if recipe.quick else 100)
-    log(f"test (held-out, engine hop {recipe.eval_hop} s lookahead {recipe.eval_lookahead} s): event F1 macro "
-        f"{test['event_f1_macro']}, segment F1 macro {test['segment_f1_macro']} micro {test['segment_f1_micro']}; "
-        f"{latency['median_ms']} ms/window on 1 thread")
-    timings["evaluation_s"] = round(time.perf_counter() - t, 1)
-    timings["total_s"] = round(time.perf_counter() - t_all, 1)
-
-    # 6. final model with provenance -------------------------------------------------------------------------
-    import onnxruntime
-    import torch as _torch
-
-    figures = {
-        "validation": {"split": f"{recipe.n_val} scenes, seed {recipe.seeds['val']}, training ranges",
-                       "default_thresholds": _headline(val_default), "tuned_thresholds": _headline(val_tuned)},
+    run.log(f"test (held-out synthetic, engine hop {recipe.eval_hop} s lookahead {recipe.eval_lookahead} s): event F1 "
+            f"macro {test['event_f1_macro']}, segment F1 macro {test['segment_f1_macro']}; "
+            f"{latency['median_ms']} ms/window on 1 thread")
+    val = run.data["val_figures"]
+    figures: dict[str, Any] = {
+        "validation": {"split": f"{recipe.n_val} synthetic scenes (seed {recipe.seeds['val']}, training ranges)"
+                                + (f" + {recipe.n_real_val} real scenes (seed {recipe.seeds['real_val']})"
+                                   if "real_val" in run.data["splits"] else ""),
+                       "default_thresholds": _headline(val["default"]), "tuned_thresholds": _headline(val["tuned"])},
         "test": {"split": f"{recipe.n_test} scenes, seed {recipe.seeds['test']}, held-out ranges "
-                          "(SceneConfig.heldout), SNR -5..20 dB",
+                          "(SceneConfig.heldout), SNR -5..20 dB, no recorded audio",
                  **_headline(test), "per_class": test["per_class"], "variants": variants},
         "engine": {"hop": recipe.eval_hop, "lookahead": recipe.eval_lookahead, "median_filter": 0.0,
                    "postprocess": "per class, tuned on validation (the model's postprocess metadata)"},
@@ -435,28 +590,59 @@ def run_recipe(
                     "segment_based": "sed_eval SegmentBasedMetrics, 1 s segments"},
         "latency_1thread": latency,
     }
+    if run.real_root is not None:
+        real = evaluate_real(tuned, run.real_root, out / "real_bench", n_scenes=recipe.n_real_bench,
+                             scene_seed=recipe.seeds["real_bench"], hop=recipe.eval_hop,
+                             lookahead=recipe.eval_lookahead, threads=run.threads, workers=run.workers,
+                             prepared=run.data["real"])
+        real["split_summary"] = run.data["real_split"]
+        figures["real"] = real
+        sc, bg = real["scenes"], real["backgrounds"]["overall"]
+        run.log(f"real audio (validation sources): event F1 macro {sc['event_f1_macro']}, segment F1 macro "
+                f"{sc['segment_f1_macro']} over {', '.join(sc['classes'])}; backgrounds alone "
+                f"{bg['false_alarms_per_minute']} false alarms per minute ({bg['minutes']} min); steady noise "
+                f"{real['steady']['events']} events")
+    run.timed("evaluation", t)
+    return figures
+
+
+def _stage_final(run: _Run, best: Any, summary: Mapping[str, Any], thresholds: Mapping, postprocess: Mapping,
+                 tuning: Mapping, figures: Mapping[str, Any]) -> dict[str, Any]:
+    """6. The final model with provenance, checked with the engine on the example clip; report.json, plots."""
+    import onnxruntime
+    import torch
+
+    import streamdet
+
+    recipe, out, labels = run.recipe, run.out, run.labels
+    hist = summary["history"]
+    data = ("synthetic scenes from streamdet.train.synth (procedural generators, espeak-ng speech)"
+            + (" with the training sources of the real corpus (backgrounds, distractors, target clips; split by "
+               "source, see ATTRIBUTION.md); validation sources only for selection, tuning and figures"
+               if run.real_root is not None else "; no recorded audio"))
+    training = {"steps": summary["steps"], "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+                "train_seconds": summary["train_seconds"], "seconds_per_step": summary["seconds_per_step"],
+                "final_loss": hist[-1].get("loss") if hist else None, "first_loss": _first_loss(out),
+                "mining": summary.get("mining")}
     provenance = {
         "name": recipe.name,
-        "recipe": f"streamdet train --recipe {recipe.name}{' --quick' if recipe.quick else ''}",
+        "recipe": f"streamdet train --recipe {recipe.name}{' --quick' if recipe.quick else ''}"
+                  + (" --real DIR" if run.real_root is not None else ""),
         "recipe_config": recipe.to_dict(),
-        "data": "synthetic scenes from streamdet.train.synth (procedural generators, espeak-ng speech); "
-                "no recorded audio",
-        "training": {"steps": summary["steps"], "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
-                     "train_seconds": summary["train_seconds"], "seconds_per_step": round(step_s, 3),
-                     "final_loss": hist[-1].get("loss") if hist else None, "first_loss": _first_loss(out)},
+        "data": data,
+        "training": training,
         "thresholds_tuning": tuning,
-        "evaluation": figures,
-        "checkpoint_sha256": _sha256(trainer.best_path),
-        "timings": timings,
-        "software": {"python": platform.python_version(), "torch": _torch.__version__,
+        "evaluation": {k: v for k, v in figures.items() if k != "real"},
+        "real_audio": _real_headline(figures.get("real")),
+        "checkpoint_sha256": _sha256(run.data["best_path"]),
+        "timings": run.timings,
+        "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "onnxruntime": onnxruntime.__version__, "git_commit": _git_commit()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     final = out / f"{recipe.name}.onnx"
     export_report = _export(best, final, recipe, thresholds, provenance, postprocess)
-    import streamdet
-
-    det = streamdet.Detector(final, device="cpu", threads=threads)
+    det = streamdet.Detector(final, device="cpu", threads=run.threads)
     example_events = det.detect_file(out / "example.wav")
     report = {
         "model": str(final),
@@ -465,25 +651,28 @@ def run_recipe(
         "thresholds": {k: list(v) for k, v in thresholds.items()},
         "postprocess": postprocess,
         "figures": figures,
-        "training": provenance["training"],
+        "training": training,
         "history": hist,
-        "timings": timings,
-        "example": {"events_expected": [[e.label, e.onset, e.offset] for e in example.events],
+        "timings": run.timings,
+        "example": {"events_expected": [[e.label, e.onset, e.offset] for e in run.data["example_events"]],
                     "events_detected": [[e.label, round(e.onset, 3), round(e.offset or 0.0, 3)]
                                         for e in example_events]},
         "export": _jsonable(export_report),
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    _plots(out, hist, test, labels, log)
-    if bundle_dir is not None:
-        bundle = Path(bundle_dir)
-        bundle.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(final, bundle / final.name)
-        shutil.copyfile(out / "example.wav", bundle / "example.wav")
-        shutil.copyfile(out / "example.tsv", bundle / "example.tsv")
-        log(f"bundled {final.name} and example.wav into {bundle}")
-    log(f"done in {_mmss(time.perf_counter() - t_all)}: {final} ({final.stat().st_size / 1e6:.1f} MB)")
+    _plots(out, hist, figures["test"], labels, run.log)
     return report
+
+
+def _real_headline(real: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The real-audio figures small enough for the model's metadata."""
+    if real is None:
+        return None
+    sc, bg = real["scenes"], real["backgrounds"]["overall"]
+    return {"scenes": {k: sc[k] for k in ("scenes", "classes", "event_f1_macro", "segment_f1_macro")}
+            | {"per_class": {c: sc["per_class"][c] for c in sc["classes"]}},
+            "backgrounds": {k: bg[k] for k in ("minutes", "false_alarms_per_minute", "flagged_share")},
+            "steady_noise_events": real["steady"]["events"]}
 
 
 def _per_class(postprocess: Mapping[str, Mapping[str, float]], labels: list[str]) -> dict[str, dict[str, float]]:

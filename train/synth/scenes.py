@@ -1,9 +1,10 @@
 """Strong-label scene synthesis: foreground events mixed onto backgrounds, DCASE TSV output.
 
-A scene is ``duration`` seconds of background texture(s) with foreground events (procedural
-generators and/or clips from ``ROOT/LABEL/*.wav`` folders) at random onsets, each at a drawn SNR
-relative to the background over the event's active samples, with optional EQ, device colouration
-and synthetic room reverb, plus unlabelled distractors. Everything is drawn from one seeded
+A scene is ``duration`` seconds of background texture(s) (procedural, or recordings from background
+folders) with foreground events (procedural generators and/or clips from ``ROOT/LABEL/*.wav`` folders) at
+random onsets, each at a drawn SNR relative to the background over the event's active samples, with
+optional EQ, device colouration and synthetic room reverb, plus unlabelled distractors; optionally the
+whole mix is then captured through a device and/or clipped. Everything is drawn from one seeded
 generator, so ``synthesize_scene(seed, config)`` is reproducible; scene ``i`` of a split with seed
 ``s`` uses the seed ``[s, i]`` (independent of the number of workers).
 
@@ -40,7 +41,16 @@ from .core import (
     uniform,
 )
 from .distractors import DISTRACTORS
-from .effects import apply_reverb, device_colouration, mask_from_segments, power, random_eq, snr_gain, synthetic_rir
+from .effects import (
+    DEVICES,
+    apply_reverb,
+    device_colouration,
+    mask_from_segments,
+    power,
+    random_eq,
+    snr_gain,
+    synthetic_rir,
+)
 from .registry import ALERTS_LABELS, EVENT_GENERATORS, HELDOUT_PARAMS
 
 MANIFEST_FORMAT = "streamdet-scenes/1"
@@ -85,7 +95,12 @@ class SceneConfig:
     procedural: bool = True  # procedural foreground events and distractors (backgrounds stay procedural)
     clip_folders: tuple[str, ...] = ()
     clip_prob: float = 0.5
+    clip_prob_by_label: dict[str, float] = field(default_factory=dict)  # overrides clip_prob per label
     background_folders: tuple[str, ...] = ()
+    background_folder_prob: float = 0.5  # share of background layers drawn from background_folders
+    capture_prob: float = 0.0  # the whole mix heard through a device (phone, laptop, TV, through a wall)
+    clipping_prob: float = 0.0  # the whole mix driven past full scale and clipped ...
+    clipping_db: Range = (1.0, 12.0)  # ... by this many dB
     speech_cache_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +219,7 @@ def _background(
     bg = np.zeros(n)
     used = []
     for _ in range(max(1, randint(rng, config.backgrounds))):
-        if folder_files and rng.random() < 0.5:
+        if folder_files and rng.random() < config.background_folder_prob:
             path = choose(rng, folder_files)
             x = load_audio(path, sr)
             if len(x) < n:
@@ -322,7 +337,8 @@ def synthesize_scene(
 
     for _ in range(randint(rng, config.events) if fg_labels else 0):
         label = choose(rng, fg_labels)
-        use_clip = label in clip_labels and (label not in procedural or rng.random() < config.clip_prob)
+        p_clip = config.clip_prob_by_label.get(label, config.clip_prob)
+        use_clip = label in clip_labels and (label not in procedural or rng.random() < p_clip)
         snd = clips.sample(label, rng) if use_clip else EVENT_GENERATORS[label](rng, sr, **_params(config, label))
         if not snd.segments:
             continue
@@ -374,8 +390,16 @@ def synthesize_scene(
         if keep_stems:
             dis_stems.append(placed)
 
+    capture: dict[str, Any] = {}
+    if config.capture_prob > 0 and rng.random() < config.capture_prob:
+        capture["device"] = choose(rng, DEVICES)
+        mix = device_colouration(rng, mix, sr, capture["device"])[:n]
     peak = float(np.max(np.abs(mix))) + 1e-12
     gain = 10 ** (uniform(rng, config.peak_dbfs) / 20) / peak
+    if config.clipping_prob > 0 and rng.random() < config.clipping_prob:
+        drive_db = uniform(rng, config.clipping_db)
+        gain = 10 ** (drive_db / 20) / peak  # the peak lands drive_db past full scale
+        capture["clipped_db"] = round(drive_db, 2)
     events = [
         SceneEvent(label, round(a, 4), round(b, 4))
         for label, segs in per_class.items()
@@ -387,6 +411,7 @@ def synthesize_scene(
         "foreground": fg_info,
         "distractors": dis_info,
         "gain_db": round(20 * np.log10(gain), 2),
+        **({"capture": capture} if capture else {}),
     }
     stems = None
     if keep_stems:
@@ -395,7 +420,8 @@ def synthesize_scene(
             "foreground": [(lab, x * gain, s) for lab, x, s in fg_stems],
             "distractors": [x * gain for x in dis_stems],
         }
-    return Scene((mix * gain).astype(np.float32), sr, events, info, stems)
+    out = np.clip(mix * gain, -1.0, 1.0) if "clipped_db" in capture else mix * gain
+    return Scene(out.astype(np.float32), sr, events, info, stems)
 
 
 def write_tsv(path: str | Path, events: Mapping[str, Sequence[SceneEvent]]) -> None:
