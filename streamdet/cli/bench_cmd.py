@@ -24,7 +24,8 @@ from typing import Any
 
 import typer
 
-from .common import MODEL_HELP, fail, model_load_errors, resolve_model
+from .common import MODEL_HELP, error, fail, model_load_errors, resolve_model
+from .text import plain
 
 CUDA_BATCHES = (64, 256)
 CPU_BATCH = 16
@@ -181,11 +182,11 @@ def _print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     m = result["model"]
-    table = Table(title=f"streamdet bench: {Path(m['path']).name}", title_justify="left", show_header=False)
+    table = Table(title=plain(f"streamdet bench: {Path(m['path']).name}"), title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", overflow="fold")
-    table.add_row("model", f"{m['model_type']} {m['precision']}, {m['classes']} classes, {m['sample_rate']} Hz, "
-                           f"window {m['window_s']:g} s")
+    table.add_row("model", plain(f"{m['model_type']} {m['precision']}, {m['classes']} classes, "
+                                 f"{m['sample_rate']} Hz, window {m['window_s']:g} s"))
     provider = result["provider"].replace("ExecutionProvider", "")
     if result["threads"] is not None:
         provider += f", {result['threads']} thread{'s' * (result['threads'] != 1)}"
@@ -227,8 +228,8 @@ def _print_table(result: dict[str, Any]) -> None:
         for name, value in limit["pct_of_peak"].items():
             if value is not None:
                 table.add_row(f"% of peak, {name}", f"{value:.1f} %")
-    for error in result["errors"]:
-        table.add_row("[red]error[/red]", error)
+    for message in result["errors"]:
+        table.add_row(plain("error", "red"), plain(message))
     Console(width=None if sys.stdout.isatty() else 120, highlight=False).print(table)
 
 
@@ -266,6 +267,6 @@ def bench_command(
     else:
         _print_table(result)
     if result["errors"]:
-        for error in result["errors"]:
-            typer.echo(f"error: {error}", err=True)
+        for message in result["errors"]:
+            error(message)
         raise typer.Exit(1)

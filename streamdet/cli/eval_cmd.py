@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from .common import error, warn
+from .text import plain
+
 if TYPE_CHECKING:
     from ..metrics import MetricResult
 
@@ -17,7 +20,7 @@ _PRED_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".ndjson", ".txt")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    error(message)
     return typer.Exit(code)
 
 
@@ -78,7 +81,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
             table.add_column("class")
             table.add_column("AUC (class ROC)", justify="right")
             for label, figures in result.classes.items():
-                table.add_row(label, _fmt(figures["auc"], False))
+                table.add_row(plain(label), _fmt(figures["auc"], False))
             table.add_section()
             n_ops = result.params.get("n_operating_points")
             table.add_row(f"PSDS ({n_ops} operating point{'s' * (n_ops != 1)})", f"{result.overall['psds']:.4f}",
@@ -91,7 +94,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
         for header, _, _ in columns:
             table.add_column(header, justify="right")
         for label, figures in result.classes.items():
-            table.add_row(label, *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
+            table.add_row(plain(label), *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
         table.add_section()
         for suffix in ("macro", "micro"):
             if f"f1_{suffix}" in result.overall or (name == "map" and suffix == "macro"):
@@ -150,12 +153,11 @@ def eval_command(
     classes = set(labels_of(ground_truth))
     unknown = sorted({label for t in tables for label in labels_of(t)} - classes)
     if unknown:
-        typer.echo(f"warning: predicted labels not in the ground truth are not scored per class: {unknown}", err=True)
+        warn(f"predicted labels not in the ground truth are not scored per class: {unknown}")
     if durations is not None:
         outside = sorted({n for t in tables for n in t} - set(durations))
         if outside:
-            typer.echo(f"warning: {len(outside)} predicted file(s) not in {meta} are ignored, e.g. {outside[0]}",
-                       err=True)
+            warn(f"{len(outside)} predicted file(s) not in {meta} are ignored, e.g. {outside[0]}")
     try:
         results = evaluate(tables, ground_truth, durations, names, dtc=dtc, gtc=gtc, cttc=cttc, t_collar=collar,
                            percentage_of_length=collar_length, time_resolution=segment)

@@ -25,12 +25,15 @@ from .common import (
     MODEL_HELP,
     THRESHOLD_HELP,
     THRESHOLDS_HELP,
+    error,
     fail,
     load_detector,
     model_line,
     parse_thresholds,
+    warn,
 )
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
+from .text import printable
 
 if TYPE_CHECKING:
     from ..detector import Detector, FileRun
@@ -162,18 +165,20 @@ def file_command(
     err = Console(stderr=True, highlight=False)
     err.print(model_line(det), markup=False, soft_wrap=True)
     for name, reason in problems:
-        typer.echo(f"error: {name}: {reason}", err=True)
+        error(f"{name}: {reason}")
     failed = len(problems)
     n_events = 0
     done = 0
     t0 = time.perf_counter()
     if output is not None:
         try:
-            out: IO[str] = output.open("w", encoding="utf-8", newline="")
+            out: IO[str] = output.open("w", encoding="utf-8", errors="surrogateescape", newline="")
         except OSError as exc:
             fail(f"--output {output}: {exc.strerror or exc}", 2)
     else:
         out = sys.stdout
+        if hasattr(out, "reconfigure"):  # a non-UTF-8 file name is written as its bytes, not a UnicodeEncodeError
+            out.reconfigure(errors="surrogateescape")
     writer = make_writer(output_format, out, color=output is None and output_format == "table" and
                          sys.stdout.isatty())
     used_png: set[str] = set()
@@ -205,7 +210,7 @@ def file_command(
     elapsed = time.perf_counter() - t0
     summary = f"{done} file(s), {n_events} event(s) in {elapsed:.1f} s"
     if output is not None:
-        summary += f"; results in {output}"
+        summary += f"; results in {printable(output)}"
     if failed:
         summary += f"; {failed} input(s) failed"
     typer.echo(summary, err=True)
@@ -227,11 +232,11 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
             if err.is_terminal and run.duration >= PROGRESS_MIN_SECONDS:
                 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-                progress_ctx = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                        TimeRemainingColumn(), console=err, transient=True)
+                progress_ctx = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                        TaskProgressColumn(), TimeRemainingColumn(), console=err, transient=True)
             with progress_ctx as progress:
                 if progress is not None:
-                    task = progress.add_task(path.name, total=run.duration)
+                    task = progress.add_task(printable(path.name), total=run.duration)
 
                     def callback(done: float, total: float) -> None:
                         progress.update(task, completed=done)
@@ -239,12 +244,12 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
                     run.progress = callback
                 run.run()
         for w in caught:
-            typer.echo(f"warning: {w.message}", err=True)
+            warn(str(w.message))
     except AudioFileError as exc:
-        typer.echo(f"error: {exc.path}: {exc.reason}", err=True)
+        error(f"{exc.path}: {exc.reason}")
         return None
     except (OSError, ValueError, RuntimeError) as exc:  # anything else about this one input
-        typer.echo(f"error: {name}: {exc}", err=True)
+        error(f"{name}: {exc}")
         return None
     return run
 
@@ -259,7 +264,7 @@ def _plot(det: Detector, path: Path, run: FileRun, events: list[Event], plot: Pa
         plot_file(png, path, det.labels, track.scores, track.frame_seconds, events, run.duration,
                   det.thresholds, title=f"{path}  —  {det.session.path.name}, hop {det.hop:g} s")
     except Exception as exc:  # a plot problem must not lose the results
-        typer.echo(f"error: {path}: plot failed ({type(exc).__name__}: {exc})", err=True)
+        error(f"{path}: plot failed ({type(exc).__name__}: {exc})")
         return False
-    typer.echo(f"plot: {png}", err=True)
+    typer.echo(printable(f"plot: {png}"), err=True)
     return True

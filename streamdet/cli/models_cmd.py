@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .common import bundled_models, fail, resolve_model
+from .common import bundled_models, error, fail, resolve_model
+from .text import plain
 
 app = typer.Typer(
     help="List the bundled models, or show what a model file contains (labels, rates, thresholds, shapes, "
@@ -140,7 +142,7 @@ def show_command(
     else:
         _print_info(info)
     if not info["valid"]:
-        typer.echo(f"error: {info['path']}: not a valid streamdet model: {info['error']}", err=True)
+        error(f"{info['path']}: not a valid streamdet model: {info['error']}")
         raise typer.Exit(1)
 
 
@@ -149,41 +151,51 @@ def _print_info(info: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    table = Table(show_header=False, title=Path(info["path"]).name, title_justify="left")
+    table = Table(show_header=False, title=plain(Path(info["path"]).name), title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("path", info["path"])
-    table.add_row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
+
+    def row(name: str, value: Any, style: str = "") -> None:
+        table.add_row(name, plain(value, style))  # every value may come from the model file: text, not markup
+
+    row("path", info["path"])
+    row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
     if info["valid"]:
-        table.add_row("model type", info["model_type"])
-        table.add_row("labels", f"{len(info['labels'])}: {', '.join(info['labels'])}")
-        table.add_row("sample rate", f"{info['sample_rate']} Hz")
-        table.add_row("window", f"{info['window_seconds']:g} s ({info['window_samples']} samples)")
-        table.add_row("step", f"{info['step_seconds']:g} s ({info['steps_per_window']} steps per window)")
-        table.add_row("activation", info["output_activation"])
-        table.add_row("precision", info["precision"])
+        row("model type", info["model_type"])
+        row("labels", f"{len(info['labels'])}: {', '.join(info['labels'])}")
+        row("sample rate", f"{info['sample_rate']} Hz")
+        row("window", f"{info['window_seconds']:g} s ({info['window_samples']} samples)")
+        row("step", f"{info['step_seconds']:g} s ({info['steps_per_window']} steps per window)")
+        row("activation", info["output_activation"])
+        row("precision", info["precision"])
         pairs = {tuple(v) for v in info["thresholds"].values()}
         if len(pairs) == 1:
             on, off = next(iter(pairs))
             text = f"on {on:g} / off {off:g} for every class"
         else:
             text = ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in info["thresholds"].items())
-        table.add_row("thresholds", f"{text} ({info['thresholds_source']})")
+        row("thresholds", f"{text} ({info['thresholds_source']})")
         if info["postprocess"]:
             per_class = (f"{k} {v.get('min_duration', 0.0):g}/{v.get('min_gap', 0.0):g}"
                          for k, v in info["postprocess"].items())
-            table.add_row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
-        table.add_row("front-end", json.dumps(info["frontend"], sort_keys=True))
+            row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
+        row("front-end", json.dumps(info["frontend"], sort_keys=True))
     else:
-        table.add_row("error", f"[red]{info['error']}[/red]")
+        row("error", info["error"], "red")
     for kind in ("inputs", "outputs"):
-        table.add_row(kind, "\n".join(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
+        table.add_row(kind, _lines(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
     if info["producer"] or info["graph"]:
-        table.add_row("producer", f"{info['producer']} (graph {info['graph']})")
+        row("producer", f"{info['producer']} (graph {info['graph']})")
     if info.get("provenance"):
-        lines = [f"{key}: {text}" for key, text in provenance_summary(info["provenance"])]
-        table.add_row("provenance", "\n".join(lines))
+        table.add_row("provenance", _lines(f"{key}: {text}" for key, text in provenance_summary(info["provenance"])))
     console.print(table)
+
+
+def _lines(lines: Iterable[str]) -> Any:
+    """Several untrusted lines as one rich Text: each line escaped on its own, joined by newlines."""
+    from rich.text import Text
+
+    return Text("\n").join(plain(line) for line in lines)
 
 
 SUMMARISED = ("source", "name", "recipe", "stage", "evaluation", "figures", "exported", "checkpoint_sha256")
@@ -279,12 +291,12 @@ def list_command(
                          ("window", "right"), ("precision", "left"), ("size", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
-        name = r["name"] + (" (default)" if r["default"] else "")
+        name = plain(r["name"] + (" (default)" if r["default"] else ""))
         if not r["valid"]:
-            table.add_row(name, "[red]invalid[/red]", r["error"], "", "", "", _size(r["file_bytes"]))
+            table.add_row(name, plain("invalid", "red"), plain(r["error"]), "", "", "", _size(r["file_bytes"]))
             continue
-        table.add_row(name, r["model_type"], ", ".join(r["labels"]), f"{r['sample_rate']} Hz",
-                      f"{r['window_seconds']:g} s", r["precision"], _size(r["file_bytes"]))
+        table.add_row(name, plain(r["model_type"]), plain(", ".join(r["labels"])), f"{r['sample_rate']} Hz",
+                      f"{r['window_seconds']:g} s", plain(r["precision"]), _size(r["file_bytes"]))
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from ..events import Event
+from .text import plain
 
 FORMATS = ("table", "jsonl", "csv", "tsv")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".tsv": "tsv", ".csv": "csv",
@@ -105,9 +106,9 @@ class TableWriter(EventWriter):
             if i:
                 table.add_section()
             if not events:
-                table.add_row(name, "[dim](no events)[/dim]", "", "", "", "")
+                table.add_row(plain(name), plain("(no events)", "dim"), "", "", "", "")
             for j, ev in enumerate(events):
-                table.add_row(name if j == 0 else "", ev.label, f"{ev.onset:.2f}", f"{ev.offset:.2f}",
+                table.add_row(plain(name if j == 0 else ""), plain(ev.label), f"{ev.onset:.2f}", f"{ev.offset:.2f}",
                               f"{ev.offset - ev.onset:.2f}", f"{ev.confidence:.2f}")
         console.print(table)
         self.out.flush()
