@@ -8,8 +8,10 @@ and the others still run; the exit code is then 1. Usage errors exit 2, Ctrl-C e
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -46,23 +48,53 @@ PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand folders (recursively, audio extensions, sorted); return ``(files, problems)``."""
+    """Expand folders (recursively, audio extensions, sorted); return ``(files, problems)``.
+
+    A folder entry with an audio extension that cannot be read (a broken symbolic link, a link loop, a socket
+    or device) is a problem, reported by name, not skipped silently."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-            if not found:
+            found: list[Path] = []
+            reported = len(problems)
+            for entry in sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
+                problem = _entry_problem(entry)
+                if problem is None:
+                    found.append(entry)
+                elif problem:
+                    problems.append((str(entry), problem))
+            if not found and len(problems) == reported:
                 problems.append((str(path), f"folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
             files.extend(found)
         elif path.is_file() and path.stat().st_size == 0:
             problems.append((str(path), "empty file (0 bytes)"))
         elif path.exists():
             files.append(path)
+        elif path.is_symlink():
+            problems.append((str(path), _entry_problem(path) or "unreadable"))
         else:
             problems.append((str(path), "no such file or directory"))
     unique = list(dict.fromkeys(files))
     return unique, problems
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why a folder entry cannot be read as audio; None to read it (a regular file or a FIFO), "" to pass over
+    it silently (a folder: its contents are searched)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            if exc.errno == errno.ENOENT:
+                return f"broken symbolic link (to {os.readlink(path)})"
+            return f"unusable symbolic link ({exc.strerror})"
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return None
+    return "not a regular file (a socket or a device)"
 
 
 class HoldInterrupt:
