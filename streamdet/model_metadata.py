@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("framewise", "clipwise")
 POSTPROCESS_KEYS = ("min_duration", "min_gap")  # per-class seconds in the optional ``postprocess`` field
+# Limits: past them a field is a mistake or an attack, and would overflow the engine's arithmetic or memory.
+MAX_SAMPLE_RATE = 1_000_000  # Hz
+MAX_WINDOW_SAMPLES = 1 << 24  # 64 MiB of float32 per window (17 minutes at 16 kHz)
+MAX_POSTPROCESS_SECONDS = 86_400.0  # min_duration / min_gap: one day
+MAX_LABELS = 1 << 16
+MAX_NAME_CHARS = 200  # a label or the model type: one short line
 REQUIRED_FIELDS = (
     "streamdet_format",
     "model_type",
@@ -73,18 +81,22 @@ class ModelMetadata:
 
     def validate(self) -> None:
         """Check that the fields are consistent with each other; raise ModelMetadataError naming the field."""
-        if not self.model_type:
-            raise ModelMetadataError("model_type: must be a non-empty string")
+        _check_name("model_type", self.model_type)
         if not self.labels:
             raise ModelMetadataError("labels: must list at least one class")
+        if len(self.labels) > MAX_LABELS:
+            raise ModelMetadataError(f"labels: {len(self.labels)} classes, more than {MAX_LABELS}")
+        for i, label in enumerate(self.labels):
+            _check_name(f"labels: label {i + 1}", label)
         if len(set(self.labels)) != len(self.labels):
             raise ModelMetadataError("labels: class names must be unique")
-        if self.sample_rate <= 0:
-            raise ModelMetadataError(f"sample_rate: must be positive, got {self.sample_rate}")
-        if self.window_samples <= 0:
-            raise ModelMetadataError(f"window_samples: must be positive, got {self.window_samples}")
-        if not (self.step_seconds > 0 and math.isfinite(self.step_seconds)):
-            raise ModelMetadataError(f"step_seconds: must be positive, got {self.step_seconds}")
+        _check_count("sample_rate", self.sample_rate, MAX_SAMPLE_RATE)
+        _check_count("window_samples", self.window_samples, MAX_WINDOW_SAMPLES)
+        if not (_is_number(self.step_seconds) and self.step_seconds > 0 and math.isfinite(self.step_seconds)):
+            raise ModelMetadataError(f"step_seconds: must be a positive finite number, got {self.step_seconds!r}")
+        if self.step_seconds * self.sample_rate < 1 - 1e-6:
+            raise ModelMetadataError(f"step_seconds: {self.step_seconds} is shorter than one sample at "
+                                     f"{self.sample_rate} Hz")
         if self.step_seconds > self.window_seconds * (1 + 1e-6):
             raise ModelMetadataError(
                 f"step_seconds: {self.step_seconds} is longer than the window ({self.window_seconds:.4f} s)"
@@ -105,6 +117,8 @@ class ModelMetadata:
             for label, pair in self.thresholds.items():
                 if label not in self.labels:
                     raise ModelMetadataError(f"thresholds: unknown label {label!r}")
+                if len(pair) != 2 or not all(_is_number(v) for v in pair):
+                    raise ModelMetadataError(f"thresholds: {label!r} must be [on, off], two numbers, got {pair!r}")
                 on, off = pair
                 if not (0.0 <= off <= on <= 1.0):
                     raise ModelMetadataError(
@@ -120,8 +134,9 @@ class ModelMetadata:
                         raise ModelMetadataError(
                             f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
                         )
-                    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                        raise ModelMetadataError(f"postprocess: {label!r} {key} must be >= 0 seconds, got {value!r}")
+                    if not (_is_number(value) and 0 <= value <= MAX_POSTPROCESS_SECONDS):
+                        raise ModelMetadataError(f"postprocess: {label!r} {key} must be a number of seconds from 0 "
+                                                 f"to {MAX_POSTPROCESS_SECONDS:g}, got {value!r}")
 
     def check_shapes(
         self,
@@ -189,16 +204,19 @@ class ModelMetadata:
         thresholds = None
         if "thresholds" in props:
             raw = _json_field(props, "thresholds", dict)
-            try:
-                thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
-            except (TypeError, ValueError, IndexError) as exc:
-                raise ModelMetadataError(f"thresholds: expected {{label: [on, off]}}: {exc}") from None
+            for label, pair in raw.items():
+                if not (isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) for v in pair)):
+                    raise ModelMetadataError(f"thresholds: expected {{label: [on, off]}}, {label!r} has {pair!r}")
+            thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
         postprocess = None
         if "postprocess" in props:
             raw = _json_field(props, "postprocess", dict)
             if not all(isinstance(v, dict) for v in raw.values()):
                 raise ModelMetadataError('postprocess: expected {label: {"min_duration": s, "min_gap": s}}')
             postprocess = {str(k): dict(v) for k, v in raw.items()}
+        for name in ("model_type", "output_activation", "precision"):
+            if not isinstance(props[name], str):
+                raise ModelMetadataError(f"{name}: must be a string, got {type(props[name]).__name__}")
         return cls(
             model_type=props["model_type"],
             labels=tuple(labels),
@@ -217,8 +235,10 @@ class ModelMetadata:
 def _json_field(props: Mapping[str, str], name: str, kind: type) -> Any:
     try:
         value = json.loads(props[name])
-    except json.JSONDecodeError as exc:
-        raise ModelMetadataError(f"{name}: not valid JSON ({exc})") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, and ints past Python's digit limit
+        raise ModelMetadataError(f"{name}: not valid JSON ({_clip(str(exc), 200)})") from None
+    except RecursionError:
+        raise ModelMetadataError(f"{name}: JSON nested too deeply") from None
     if not isinstance(value, kind):
         raise ModelMetadataError(f"{name}: expected a JSON {kind.__name__}, got {type(value).__name__}")
     return value
@@ -227,10 +247,40 @@ def _json_field(props: Mapping[str, str], name: str, kind: type) -> Any:
 def _number_field(props: Mapping[str, str], name: str, kind: type) -> Any:
     try:
         value = float(props[name])
-    except ValueError:
-        raise ModelMetadataError(f"{name}: not a number: {props[name]!r}") from None
+    except (TypeError, ValueError):
+        raise ModelMetadataError(f"{name}: not a number: {_clip(props[name])}") from None
+    if not math.isfinite(value):  # "inf", "nan", and "1e400" (which float() reads as inf)
+        raise ModelMetadataError(f"{name}: must be a finite number, got {_clip(props[name])}")
     if kind is int:
         if value != int(value):
-            raise ModelMetadataError(f"{name}: must be an integer, got {props[name]!r}")
+            raise ModelMetadataError(f"{name}: must be an integer, got {_clip(props[name])}")
         return int(value)
     return value
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: an error message quotes a bad field, never a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_count(name: str, value: Any, maximum: int) -> None:
+    """``value`` must be a whole number from 1 to ``maximum``."""
+    if not (_is_number(value) and math.isfinite(value) and value == int(value) and 1 <= value <= maximum):
+        raise ModelMetadataError(f"{name}: must be a whole number from 1 to {maximum}, got {_clip(value)}")
+
+
+def _check_name(what: str, value: Any) -> None:
+    """A label or model type: a non-empty string of at most MAX_NAME_CHARS characters, on one line, without control
+    characters or surrounding spaces (it is printed in tables and written into TSV/CSV files)."""
+    if not isinstance(value, str) or not value:
+        raise ModelMetadataError(f"{what}: must be a non-empty string, got {_clip(value)}")
+    if len(value) > MAX_NAME_CHARS:
+        raise ModelMetadataError(f"{what}: {len(value)} characters, more than {MAX_NAME_CHARS}: {_clip(value)}")
+    if value != value.strip() or any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in value):
+        raise ModelMetadataError(f"{what}: {_clip(value)} has control characters, line breaks or surrounding spaces")

@@ -78,6 +78,22 @@ def test_models_show_prints_model_strings_as_text(cli, markup_model: Path) -> No
     _no_raw_control(result.stdout)
 
 
+def test_an_esc_label_is_refused_and_the_refusal_is_escaped(cli, tmp_path: Path) -> None:
+    """A label with an ESC sequence is not a usable class name (it also goes into TSV files): `file` refuses the
+    model, `models show` says why; neither lets the sequence reach the terminal."""
+    model = build_band_model(tmp_path / "esc.onnx", bands={"mid": (900.0, 1500.0)},
+                             props={"labels": json.dumps([f"mid{ESC}[31mRED"])})
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    result = cli("file", wav, "--model", model)
+    assert result.returncode == 2
+    assert "labels: label 1: 'mid\\x1b[31mRED' has control characters" in result.stderr
+    shown = cli("models", "show", model)
+    assert shown.returncode == 1 and "not a valid streamdet model" in shown.stderr
+    assert "mid\\x1b[31mRED" in shown.stdout
+    _no_raw_control(result.stderr + shown.stdout + shown.stderr)
+
+
 def test_models_list_prints_model_strings_as_text(markup_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models_cmd, "bundled_models", lambda: [markup_model])
     result = CliRunner().invoke(app, ["models", "list"])

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
+from ..model_metadata import MAX_POSTPROCESS_SECONDS
 from .common import (
     MODEL_HELP,
     THRESHOLD_HELP,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
                               ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc"))
 PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a terminal
+MAX_MEDIAN_SECONDS = 10.0  # --median-filter: wider windows cost memory in proportion (width x classes per frame)
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -181,10 +183,11 @@ def file_command(
         if plot.exists() and not plot.is_dir():
             fail(f"--plot {plot}: exists and is not a folder", 2)
     spec = parse_thresholds(threshold, thresholds)
-    for name, value in (("--median-filter", median_filter), ("--min-duration", min_duration),
-                        ("--min-gap", min_gap)):
-        if value is not None and not value >= 0:
-            fail(f"{name} must be >= 0, got {value}", 2)
+    for name, value, limit in (("--median-filter", median_filter, MAX_MEDIAN_SECONDS),
+                               ("--min-duration", min_duration, MAX_POSTPROCESS_SECONDS),
+                               ("--min-gap", min_gap, MAX_POSTPROCESS_SECONDS)):
+        if value is not None and not 0 <= value <= limit:  # NaN and inf fail too
+            fail(f"{name} must be a number of seconds from 0 to {limit:g}, got {value}", 2)
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}", 2)
     from ..session import usable_cores
