@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +92,7 @@ class ModelMetadata:
         _check_count("sample_rate", self.sample_rate, MAX_SAMPLE_RATE)
         _check_count("window_samples", self.window_samples, MAX_WINDOW_SAMPLES)
         if not (_is_number(self.step_seconds) and self.step_seconds > 0 and math.isfinite(self.step_seconds)):
-            raise ModelMetadataError(f"step_seconds: must be a positive finite number, got {self.step_seconds!r}")
+            raise ModelMetadataError(f"step_seconds: must be a positive finite number, got {_clip(self.step_seconds)}")
         if self.step_seconds * self.sample_rate < 1 - 1e-6:
             raise ModelMetadataError(f"step_seconds: {self.step_seconds} is shorter than one sample at "
                                      f"{self.sample_rate} Hz")
@@ -109,34 +108,36 @@ class ModelMetadata:
             )
         if self.output_activation not in ACTIVATIONS:
             raise ModelMetadataError(
-                f"output_activation: expected one of {ACTIVATIONS}, got {self.output_activation!r}"
+                f"output_activation: expected one of {ACTIVATIONS}, got {_clip(self.output_activation)}"
             )
         if self.precision not in PRECISIONS:
-            raise ModelMetadataError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
+            raise ModelMetadataError(f"precision: expected one of {PRECISIONS}, got {_clip(self.precision)}")
         if self.thresholds is not None:
             for label, pair in self.thresholds.items():
                 if label not in self.labels:
-                    raise ModelMetadataError(f"thresholds: unknown label {label!r}")
+                    raise ModelMetadataError(f"thresholds: unknown label {_clip(label)}")
                 if len(pair) != 2 or not all(_is_number(v) for v in pair):
-                    raise ModelMetadataError(f"thresholds: {label!r} must be [on, off], two numbers, got {pair!r}")
+                    raise ModelMetadataError(
+                        f"thresholds: {_clip(label)} must be [on, off], two numbers, got {_clip(pair)}")
                 on, off = pair
                 if not (0.0 <= off <= on <= 1.0):
                     raise ModelMetadataError(
-                        f"thresholds: {label!r} needs 0 <= off <= on <= 1, got on={on}, off={off}"
+                        f"thresholds: {_clip(label)} needs 0 <= off <= on <= 1, got on={on}, off={off}"
                     )
 
         if self.postprocess is not None:
             for label, values in self.postprocess.items():
                 if label not in self.labels:
-                    raise ModelMetadataError(f"postprocess: unknown label {label!r}")
+                    raise ModelMetadataError(f"postprocess: unknown label {_clip(label)}")
                 for key, value in values.items():
                     if key not in POSTPROCESS_KEYS:
                         raise ModelMetadataError(
-                            f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
+                            f"postprocess: {_clip(label)} has unknown setting {_clip(key)} "
+                            f"(known: {', '.join(POSTPROCESS_KEYS)})"
                         )
                     if not (_is_number(value) and 0 <= value <= MAX_POSTPROCESS_SECONDS):
-                        raise ModelMetadataError(f"postprocess: {label!r} {key} must be a number of seconds from 0 "
-                                                 f"to {MAX_POSTPROCESS_SECONDS:g}, got {value!r}")
+                        raise ModelMetadataError(f"postprocess: {_clip(label)} {key} must be a number of seconds "
+                                                 f"from 0 to {MAX_POSTPROCESS_SECONDS:g}, got {_clip(value)}")
 
     def check_shapes(
         self,
@@ -160,6 +161,8 @@ class ModelMetadata:
                 f"step_seconds: {self.step_seconds} s gives {self.steps_per_window} steps per window but "
                 f"'framewise' has {steps}"
             )
+        if len(clipwise_shape) != 2:
+            raise ModelMetadataError(f"clipwise: output must be 2-D [batch, classes], got {clipwise_shape}")
         for name, shape in (("framewise", framewise_shape), ("clipwise", clipwise_shape)):
             classes = shape[-1]
             if isinstance(classes, int) and classes != self.num_classes:
@@ -196,7 +199,7 @@ class ModelMetadata:
         if props["streamdet_format"] != FORMAT_VERSION:
             raise ModelMetadataError(
                 f"streamdet_format: this streamdet reads format {FORMAT_VERSION!r}, "
-                f"the model says {props['streamdet_format']!r}"
+                f"the model says {_clip(props['streamdet_format'])}"
             )
         labels = _json_field(props, "labels", list)
         if not all(isinstance(x, str) for x in labels):
@@ -206,7 +209,8 @@ class ModelMetadata:
             raw = _json_field(props, "thresholds", dict)
             for label, pair in raw.items():
                 if not (isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) for v in pair)):
-                    raise ModelMetadataError(f"thresholds: expected {{label: [on, off]}}, {label!r} has {pair!r}")
+                    raise ModelMetadataError(
+                        f"thresholds: expected {{label: [on, off]}}, {_clip(label)} has {_clip(pair)}")
             thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
         postprocess = None
         if "postprocess" in props:
@@ -265,8 +269,14 @@ def _clip(value: Any, limit: int = 60) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    """A real number (Python's or numpy's), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number (Python's or numpy's) that a float holds, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an integer past 1.8e308
+        return False
+    return True
 
 
 def _check_count(name: str, value: Any, maximum: int) -> None:
@@ -276,11 +286,11 @@ def _check_count(name: str, value: Any, maximum: int) -> None:
 
 
 def _check_name(what: str, value: Any) -> None:
-    """A label or model type: a non-empty string of at most MAX_NAME_CHARS characters, on one line, without control
-    characters or surrounding spaces (it is printed in tables and written into TSV/CSV files)."""
+    """A label or model type: a non-empty string of at most MAX_NAME_CHARS printable characters (no control, format
+    or line-break characters) without surrounding spaces: it is printed in tables and written into TSV/CSV files."""
     if not isinstance(value, str) or not value:
         raise ModelMetadataError(f"{what}: must be a non-empty string, got {_clip(value)}")
     if len(value) > MAX_NAME_CHARS:
         raise ModelMetadataError(f"{what}: {len(value)} characters, more than {MAX_NAME_CHARS}: {_clip(value)}")
-    if value != value.strip() or any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in value):
+    if value != value.strip() or not value.isprintable():
         raise ModelMetadataError(f"{what}: {_clip(value)} has control characters, line breaks or surrounding spaces")

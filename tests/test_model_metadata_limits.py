@@ -62,6 +62,17 @@ def test_numbers_in_range_and_numpy_scalars_are_accepted() -> None:
     assert direct.steps_per_window == 20
 
 
+@pytest.mark.parametrize(("shapes", "message"), [
+    ((["batch", 16000], ["batch", 20, 3], []), "clipwise: output must be 2-D"),  # found by the fuzzer
+    ((["batch", 16000], ["batch", 20, 3], ["batch", 3, 1]), "clipwise: output must be 2-D"),
+    ((["batch"], ["batch", 20, 3], ["batch", 3]), "window_samples: input 'waveform' must be 2-D"),
+    ((["batch", 16000], [], ["batch", 3]), "framewise: output must be 3-D"),
+])
+def test_graph_shapes_of_the_wrong_rank_are_refused(shapes: tuple, message: str) -> None:
+    with pytest.raises(ModelMetadataError, match="^" + re.escape(message)):
+        test_model_metadata().check_shapes(*shapes)
+
+
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("wav") / "x.wav"
