@@ -5,7 +5,8 @@
   never holds more than :data:`MAX_BLOCK_SECONDS` of audio nor :data:`MAX_BLOCK_VALUES` samples, whatever
   the file's rate and channel count (a 1 Hz file does not turn 65,536 frames into 18 hours of audio).
 - Files are opened once, by file descriptor: FIFOs work (and do not wait for a writer that never comes),
-  non-UTF-8 file names work, and a file that cannot be opened is reported with the system's reason.
+  non-UTF-8 file names work, and a file that cannot be opened is reported with the system's reason. A header
+  rate above :data:`MAX_INPUT_RATE` is refused.
 - A file shorter than its header says (a truncated WAV, AIFF, OGG or MP3) is read as far as it goes, with a
   :class:`TruncatedAudioWarning`; samples beyond ±:data:`SAMPLE_LIMIT` (corrupt float data) are clipped with
   a :class:`SampleRangeWarning`, so they cannot overflow the model into NaN scores.
@@ -36,6 +37,7 @@ import numpy as np
 DEFAULT_BLOCK_FRAMES = 1 << 16
 MAX_BLOCK_SECONDS = 60.0  # a block holds at most this much audio (memory after resampling: this at the model rate)
 MAX_BLOCK_VALUES = 1 << 22  # and at most this many samples over all channels (16 MiB of float32)
+MAX_INPUT_RATE = 10_000_000  # Hz; beyond it a file is not audio (and soxr's flush alone takes seconds at 2^31 Hz)
 SAMPLE_LIMIT = 1e6  # |sample| beyond this (120 dB over full scale) is corrupt data: clipped, with a warning
 
 
@@ -103,10 +105,14 @@ def _open(path: str | Path) -> Any:
     if fifo:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     try:
-        return sf.SoundFile(fd, closefd=True)  # libsndfile closes the descriptor when this fails
+        f = sf.SoundFile(fd, closefd=True)  # libsndfile closes the descriptor when this fails
     except Exception as exc:
         what = "a FIFO without a writer, or not audio" if fifo else "cannot decode audio"
         raise AudioFileError(path, f"{what} ({_short(exc)})") from None
+    if f.samplerate > MAX_INPUT_RATE:
+        f.close()
+        raise AudioFileError(path, f"sample rate {f.samplerate} Hz is above the {MAX_INPUT_RATE:,} Hz streamdet reads")
+    return f
 
 
 def _short(exc: BaseException) -> str:

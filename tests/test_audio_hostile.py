@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,17 @@ def test_many_channels_do_not_make_a_block_larger(tmp_path: Path) -> None:
     from streamdet.audio_io import block_frames_for
 
     assert block_frames_for(48000, 2) == 1 << 16 and block_frames_for(1, 1) == 60 and block_frames_for(0.01, 1) == 1
+
+
+def test_a_sample_rate_beyond_ten_megahertz_is_refused(tmp_path: Path) -> None:
+    """A header saying 2^31 - 1 Hz is not audio; resampling it cost 4 s of soxr flush per file."""
+    data = np.zeros(1000, "<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, 2**31 - 1, 0xFFFFFFFE, 2, 16)
+    body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path = tmp_path / "fast.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioFileError, match=f"^{path}: sample rate 2147483647 Hz is above the 10,000,000 Hz"):
+        list(read_blocks(path))
 
 
 ONE_HERTZ_HOUR = """
