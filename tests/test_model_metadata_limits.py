@@ -106,3 +106,9 @@ def test_non_finite_or_absurd_option_seconds_are_usage_errors(cli, band_model: P
     assert result.returncode == 2, result.stderr
     assert f"error: {option} must be a number of seconds from 0 to" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_absurd_thread_count_is_a_usage_error(cli, band_model: Path, wav: Path) -> None:
+    result = cli("file", wav, "--model", band_model, "--threads", "99999999999")
+    assert result.returncode == 2 and "--threads must be at least 1 and at most 4096" in result.stderr
+    assert "Traceback" not in result.stderr

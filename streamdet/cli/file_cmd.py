@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 AUDIO_EXTENSIONS = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
                               ".au", ".snd", ".caf", ".w64", ".rf64", ".wv", ".sd2", ".voc"))
 PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a terminal
+MAX_THREADS = 4096  # --threads: ONNX Runtime takes a C int; beyond it a traceback
 MAX_MEDIAN_SECONDS = 10.0  # --median-filter: wider windows cost memory in proportion (width x classes per frame)
 
 
@@ -188,8 +189,8 @@ def file_command(
                                ("--min-gap", min_gap, MAX_POSTPROCESS_SECONDS)):
         if value is not None and not 0 <= value <= limit:  # NaN and inf fail too
             fail(f"{name} must be a number of seconds from 0 to {limit:g}, got {value}", 2)
-    if threads is not None and threads < 1:
-        fail(f"--threads must be at least 1, got {threads}", 2)
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        fail(f"--threads must be at least 1 and at most {MAX_THREADS}, got {threads}", 2)
     from ..session import usable_cores
 
     files, problems = collect_inputs(paths)
