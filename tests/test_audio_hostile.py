@@ -250,17 +250,18 @@ def test_an_unreadable_file_is_reported_with_the_system_reason() -> None:
         folder.rmdir()
 
 
-def test_absurd_sample_values_are_clipped_with_a_warning(band_detector: streamdet.Detector, tmp_path: Path) -> None:
-    """Samples around 1e18 (corrupt float data) overflowed the model into all-NaN scores, silently."""
-    x = scene(SCENE, 3.0)
-    x[8000:24000] *= 1e19  # the first event, at about 1e18
+def test_absurd_sample_values_are_clipped_with_a_warning(tmp_path: Path) -> None:
+    """Samples around 1e18 (corrupt float data) overflowed the bundled model's log-mel front-end into NaN scores
+    (75 % of the frames of this file), silently."""
+    det = streamdet.Detector(device="cpu", threads=1)  # the bundled HTS-AT: its power spectrum overflows float32
+    x = (np.random.default_rng(0).standard_normal(4 * 16000) * 0.1).astype(np.float32)
+    x[16000:48000] *= 1e19
     path = tmp_path / "huge.wav"
     sf.write(path, x, 16000, subtype="FLOAT")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        track = band_detector.score_track(path)
-        events = _events(band_detector, path)
+        track = det.score_track(path)
+    det.close()
     messages = [str(w.message) for w in caught]
-    assert any(m.startswith(f"{path}: ") and "beyond ±1e+06" in m and "clipped" in m for m in messages), messages
+    assert any(m.startswith(f"{path}: 32000 samples beyond ±1e+06") and "clipped" in m for m in messages), messages
     assert np.isfinite(track.scores).all()
-    assert events[-1] == ("high", 2.0, 2.6)  # the audio after the corrupt part is intact
