@@ -1,15 +1,15 @@
 """Coverage-guided fuzzing with atheris (libFuzzer) of the targets of test_fuzz.py; run by ``test_atheris``.
 
-``python tests/fuzz_atheris.py TARGET [libFuzzer flags]`` with TARGET ``audio``, ``metadata`` or ``eval``. Each
-input is accepted or rejected with the target's own exception (AudioFileError, ModelMetadataError,
-EvalInputError); anything else escapes, and atheris reports it as a crash (exit status not 0).
+``python tests/fuzz_atheris.py TARGET [libFuzzer flags]``, in an empty folder it may write to, with TARGET
+``audio``, ``metadata`` or ``eval``. Each input is accepted or rejected with the target's own exception
+(AudioFileError, ModelMetadataError, EvalInputError); anything else escapes, and atheris reports it as a crash
+(exit status not 0).
 """
 
 from __future__ import annotations
 
 import io
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +22,7 @@ with atheris.instrument_imports(include=["streamdet"]):
     from streamdet.metrics import EvalInputError, read_durations, read_events
     from streamdet.model_metadata import ModelMetadata, ModelMetadataError
 
-FOLDER = Path(tempfile.mkdtemp(prefix="streamdet-atheris-"))
+FOLDER = Path.cwd()  # the caller's (test_atheris: a pytest tmp_path); libFuzzer exits without cleaning up
 PROPS = {"streamdet_format": "1", "model_type": "t", "labels": '["low", "mid", "high"]', "sample_rate": "16000",
          "window_samples": "16000", "step_seconds": "0.05", "output_activation": "sigmoid", "precision": "fp32",
          "frontend": "{}", "provenance": "{}", "thresholds": '{"low": [0.5, 0.3]}',

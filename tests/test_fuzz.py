@@ -37,9 +37,9 @@ from streamdet.model_metadata import REQUIRED_FIELDS, ModelMetadata, ModelMetada
 
 pytestmark = pytest.mark.fuzz
 
-AUDIO_EXAMPLES = 3000
-METADATA_EXAMPLES = 6000
-EVAL_EXAMPLES = 5000
+AUDIO_EXAMPLES = 2500
+METADATA_EXAMPLES = 5000
+EVAL_EXAMPLES = 3500
 SEED = st.integers(0, 2**64 - 1)
 """Each input is built by a ``random.Random`` seeded by hypothesis: cheap to generate (10,000 inputs fit in
 the test run), reproducible from the seed hypothesis prints when one fails."""
@@ -333,7 +333,7 @@ def test_fuzz_evaluation_readers() -> None:
 
 
 # --- the same targets under atheris -------------------------------------------------------------------------------
-ATHERIS_RUNS = 2000
+ATHERIS_RUNS = 1500
 
 
 @pytest.mark.parametrize("target", ["audio", "metadata", "eval"])
