@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import re
@@ -97,12 +96,15 @@ def _open(path: str | Path) -> Any:
         raise AudioFileError(path, f"cannot open: {exc.strerror or exc}") from None
     if stat.S_ISDIR(mode):
         raise AudioFileError(path, "is a directory, not an audio file")
-    fifo = stat.S_ISFIFO(mode)
+    fifo = stat.S_ISFIFO(mode)  # POSIX only (where O_NONBLOCK and fcntl exist)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:  # a FIFO opens without waiting for a writer; reads then wait for its data, or end at once without one
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if fifo else 0))
+        fd = os.open(path, flags | (os.O_NONBLOCK if fifo else 0))
     except OSError as exc:
         raise AudioFileError(path, f"cannot open: {exc.strerror or exc}") from None
     if fifo:
+        import fcntl
+
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     try:
         f = sf.SoundFile(fd, closefd=True)  # libsndfile closes the descriptor when this fails
