@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -22,6 +23,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("framewise", "clipwise")
 POSTPROCESS_KEYS = SECONDS_SETTINGS  # per-class seconds in the optional ``postprocess`` field
+# Limits: past them a field is a mistake or an attack, and would overflow the engine's arithmetic or memory.
+MAX_SAMPLE_RATE = 1_000_000  # Hz
+MAX_WINDOW_SAMPLES = 1 << 24  # 64 MiB of float32 per window (17 minutes at 16 kHz)
+MAX_POSTPROCESS_SECONDS = 86_400.0  # min_duration / min_gap: one day
+MAX_LABELS = 1 << 16
+MAX_NAME_CHARS = 200  # a label or the model type: one short line
 REQUIRED_FIELDS = (
     "streamdet_format",
     "model_type",
@@ -77,18 +84,22 @@ class ModelMetadata:
 
     def validate(self) -> None:
         """Check that the fields are consistent with each other; raise ModelMetadataError naming the field."""
-        if not self.model_type:
-            raise ModelMetadataError("model_type: must be a non-empty string")
+        _check_name("model_type", self.model_type)
         if not self.labels:
             raise ModelMetadataError("labels: must list at least one class")
+        if len(self.labels) > MAX_LABELS:
+            raise ModelMetadataError(f"labels: {len(self.labels)} classes, more than {MAX_LABELS}")
+        for i, label in enumerate(self.labels):
+            _check_name(f"labels: label {i + 1}", label)
         if len(set(self.labels)) != len(self.labels):
             raise ModelMetadataError("labels: class names must be unique")
-        if self.sample_rate <= 0:
-            raise ModelMetadataError(f"sample_rate: must be positive, got {self.sample_rate}")
-        if self.window_samples <= 0:
-            raise ModelMetadataError(f"window_samples: must be positive, got {self.window_samples}")
-        if not (self.step_seconds > 0 and math.isfinite(self.step_seconds)):
-            raise ModelMetadataError(f"step_seconds: must be positive, got {self.step_seconds}")
+        _check_count("sample_rate", self.sample_rate, MAX_SAMPLE_RATE)
+        _check_count("window_samples", self.window_samples, MAX_WINDOW_SAMPLES)
+        if not (_is_number(self.step_seconds) and self.step_seconds > 0 and math.isfinite(self.step_seconds)):
+            raise ModelMetadataError(f"step_seconds: must be a positive finite number, got {_clip(self.step_seconds)}")
+        if self.step_seconds * self.sample_rate < 1 - 1e-6:
+            raise ModelMetadataError(f"step_seconds: {self.step_seconds} is shorter than one sample at "
+                                     f"{self.sample_rate} Hz")
         if self.step_seconds > self.window_seconds * (1 + 1e-6):
             raise ModelMetadataError(
                 f"step_seconds: {self.step_seconds} is longer than the window ({self.window_seconds:.4f} s)"
@@ -101,21 +112,36 @@ class ModelMetadata:
             )
         if self.output_activation not in ACTIVATIONS:
             raise ModelMetadataError(
-                f"output_activation: expected one of {ACTIVATIONS}, got {self.output_activation!r}"
+                f"output_activation: expected one of {ACTIVATIONS}, got {_clip(self.output_activation)}"
             )
         if self.precision not in PRECISIONS:
-            raise ModelMetadataError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
-        for name, values in (("thresholds", self.thresholds), ("postprocess", self.postprocess)):
-            unknown = sorted(set(values or ()) - set(self.labels))
-            if unknown:
-                raise ModelMetadataError(f"{name}: unknown label {unknown[0]!r}")
-        for label, values in (self.postprocess or {}).items():
-            for key in values:
-                if key not in POSTPROCESS_KEYS:
+            raise ModelMetadataError(f"precision: expected one of {PRECISIONS}, got {_clip(self.precision)}")
+        if self.thresholds is not None:
+            for label, pair in self.thresholds.items():
+                if label not in self.labels:
+                    raise ModelMetadataError(f"thresholds: unknown label {_clip(label)}")
+                if len(pair) != 2 or not all(_is_number(v) for v in pair):
                     raise ModelMetadataError(
-                        f"postprocess: {label!r} has unknown setting {key!r} (known: {', '.join(POSTPROCESS_KEYS)})"
+                        f"thresholds: {_clip(label)} must be [on, off], two numbers, got {_clip(pair)}")
+                on, off = pair
+                if not (0.0 <= off <= on <= 1.0):
+                    raise ModelMetadataError(
+                        f"thresholds: {_clip(label)} needs 0 <= off <= on <= 1, got on={on}, off={off}"
                     )
-        try:  # the same rules as the user's settings
+        if self.postprocess is not None:
+            for label, values in self.postprocess.items():
+                if label not in self.labels:
+                    raise ModelMetadataError(f"postprocess: unknown label {_clip(label)}")
+                for key, value in values.items():
+                    if key not in POSTPROCESS_KEYS:
+                        raise ModelMetadataError(
+                            f"postprocess: {_clip(label)} has unknown setting {_clip(key)} "
+                            f"(known: {', '.join(POSTPROCESS_KEYS)})"
+                        )
+                    if not (_is_number(value) and 0 <= value <= MAX_POSTPROCESS_SECONDS):
+                        raise ModelMetadataError(f"postprocess: {_clip(label)} {key} must be a number of seconds "
+                                                 f"from 0 to {MAX_POSTPROCESS_SECONDS:g}, got {_clip(value)}")
+        try:  # the same rules as the user's settings (PostProcessing)
             self.default_postprocessing()
         except ValueError as exc:
             text = str(exc)
@@ -147,6 +173,8 @@ class ModelMetadata:
                 f"step_seconds: {self.step_seconds} s gives {self.steps_per_window} steps per window but "
                 f"'framewise' has {steps}"
             )
+        if len(clipwise_shape) != 2:
+            raise ModelMetadataError(f"clipwise: output must be 2-D [batch, classes], got {clipwise_shape}")
         for name, shape in (("framewise", framewise_shape), ("clipwise", clipwise_shape)):
             classes = shape[-1]
             if isinstance(classes, int) and classes != self.num_classes:
@@ -183,7 +211,7 @@ class ModelMetadata:
         if props["streamdet_format"] != FORMAT_VERSION:
             raise ModelMetadataError(
                 f"streamdet_format: this streamdet reads format {FORMAT_VERSION!r}, "
-                f"the model says {props['streamdet_format']!r}"
+                f"the model says {_clip(props['streamdet_format'])}"
             )
         labels = _json_field(props, "labels", list)
         if not all(isinstance(x, str) for x in labels):
@@ -191,16 +219,20 @@ class ModelMetadata:
         thresholds = None
         if "thresholds" in props:
             raw = _json_field(props, "thresholds", dict)
-            try:
-                thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
-            except (TypeError, ValueError, IndexError) as exc:
-                raise ModelMetadataError(f"thresholds: expected {{label: [on, off]}}: {exc}") from None
+            for label, pair in raw.items():
+                if not (isinstance(pair, list) and len(pair) == 2 and all(_is_number(v) for v in pair)):
+                    raise ModelMetadataError(
+                        f"thresholds: expected {{label: [on, off]}}, {_clip(label)} has {_clip(pair)}")
+            thresholds = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
         postprocess = None
         if "postprocess" in props:
             raw = _json_field(props, "postprocess", dict)
             if not all(isinstance(v, dict) for v in raw.values()):
                 raise ModelMetadataError('postprocess: expected {label: {"min_duration": s, "min_gap": s}}')
             postprocess = {str(k): dict(v) for k, v in raw.items()}
+        for name in ("model_type", "output_activation", "precision"):
+            if not isinstance(props[name], str):
+                raise ModelMetadataError(f"{name}: must be a string, got {type(props[name]).__name__}")
         return cls(
             model_type=props["model_type"],
             labels=tuple(labels),
@@ -219,8 +251,10 @@ class ModelMetadata:
 def _json_field(props: Mapping[str, str], name: str, kind: type) -> Any:
     try:
         value = json.loads(props[name])
-    except json.JSONDecodeError as exc:
-        raise ModelMetadataError(f"{name}: not valid JSON ({exc})") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, and ints past Python's digit limit
+        raise ModelMetadataError(f"{name}: not valid JSON ({_clip(str(exc), 200)})") from None
+    except RecursionError:
+        raise ModelMetadataError(f"{name}: JSON nested too deeply") from None
     if not isinstance(value, kind):
         raise ModelMetadataError(f"{name}: expected a JSON {kind.__name__}, got {type(value).__name__}")
     return value
@@ -229,11 +263,13 @@ def _json_field(props: Mapping[str, str], name: str, kind: type) -> Any:
 def _number_field(props: Mapping[str, str], name: str, kind: type) -> Any:
     try:
         value = float(props[name])
-    except ValueError:
-        raise ModelMetadataError(f"{name}: not a number: {props[name]!r}") from None
+    except (TypeError, ValueError):
+        raise ModelMetadataError(f"{name}: not a number: {_clip(props[name])}") from None
+    if not math.isfinite(value):  # "inf", "nan", and "1e400" (which float() reads as inf)
+        raise ModelMetadataError(f"{name}: must be a finite number, got {_clip(props[name])}")
     if kind is int:
         if value != int(value):
-            raise ModelMetadataError(f"{name}: must be an integer, got {props[name]!r}")
+            raise ModelMetadataError(f"{name}: must be an integer, got {_clip(props[name])}")
         return int(value)
     return value
 
@@ -269,3 +305,37 @@ def validate_model(
             f"{meta.steps_per_window} steps of a whole number of samples"
         )
     return meta
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: an error message quotes a bad field, never a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (Python's or numpy's) that a float holds, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an integer past 1.8e308
+        return False
+    return True
+
+
+def _check_count(name: str, value: Any, maximum: int) -> None:
+    """``value`` must be a whole number from 1 to ``maximum``."""
+    if not (_is_number(value) and math.isfinite(value) and value == int(value) and 1 <= value <= maximum):
+        raise ModelMetadataError(f"{name}: must be a whole number from 1 to {maximum}, got {_clip(value)}")
+
+
+def _check_name(what: str, value: Any) -> None:
+    """A label or model type: a non-empty string of at most MAX_NAME_CHARS printable characters (no control, format
+    or line-break characters) without surrounding spaces: it is printed in tables and written into TSV/CSV files."""
+    if not isinstance(value, str) or not value:
+        raise ModelMetadataError(f"{what}: must be a non-empty string, got {_clip(value)}")
+    if len(value) > MAX_NAME_CHARS:
+        raise ModelMetadataError(f"{what}: {len(value)} characters, more than {MAX_NAME_CHARS}: {_clip(value)}")
+    if value != value.strip() or not value.isprintable():
+        raise ModelMetadataError(f"{what}: {_clip(value)} has control characters, line breaks or surrounding spaces")

@@ -25,8 +25,9 @@ from typing import Any
 
 import typer
 
-from .common import fail, model_load_errors, resolve_model
-from .options import DeviceOption, ModelOption, ThreadsOption
+from .common import error, fail, model_load_errors, resolve_model
+from .options import DeviceOption, ModelOption, ThreadsOption, check_threads
+from .text import plain
 
 
 def _print_table(result: dict[str, Any]) -> None:
@@ -34,11 +35,11 @@ def _print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     m = result["model"]
-    table = Table(title=f"streamdet bench: {Path(m['path']).name}", title_justify="left", show_header=False)
+    table = Table(title=plain(f"streamdet bench: {Path(m['path']).name}"), title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", overflow="fold")
-    table.add_row("model", f"{m['model_type']} {m['precision']}, {m['classes']} classes, {m['sample_rate']} Hz, "
-                           f"window {m['window_s']:g} s")
+    table.add_row("model", plain(f"{m['model_type']} {m['precision']}, {m['classes']} classes, "
+                                 f"{m['sample_rate']} Hz, window {m['window_s']:g} s"))
     provider = result["provider"].replace("ExecutionProvider", "")
     if result["threads"] is not None:
         provider += f", {result['threads']} thread{'s' * (result['threads'] != 1)}"
@@ -80,10 +81,8 @@ def _print_table(result: dict[str, Any]) -> None:
         for name, value in limit["pct_of_peak"].items():
             if value is not None:
                 table.add_row(f"% of peak, {name}", f"{value:.1f} %")
-    from rich.text import Text
-
-    for error in result["errors"]:
-        table.add_row(Text("error", style="red"), Text(error))
+    for message in result["errors"]:
+        table.add_row(plain("error", "red"), plain(message))
     Console(width=None if sys.stdout.isatty() else 120, highlight=False).print(table)
 
 
@@ -108,8 +107,7 @@ def bench_command(
         fail(f"--repeats must be >= 1, got {repeats}", 2)
     if not seconds > 0:
         fail(f"--seconds must be positive, got {seconds}", 2)
-    if threads is not None and threads < 1:
-        fail(f"--threads must be >= 1, got {threads}", 2)
+    check_threads(threads)
     if quick:
         repeats, seconds, gemm_size, budget = min(repeats, 5), min(seconds, 20.0), 512, 1.0
     else:
@@ -126,6 +124,6 @@ def bench_command(
     else:
         _print_table(result)
     if result["errors"]:
-        for error in result["errors"]:
-            typer.echo(f"error: {error}", err=True)
+        for message in result["errors"]:
+            error(message)
         raise typer.Exit(1)

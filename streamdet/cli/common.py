@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from .text import printable
+
 if TYPE_CHECKING:
     from ..detector import Detector
 
@@ -22,15 +24,20 @@ PORTAUDIO_HINT = (
 )
 
 
+def error(message: str) -> None:
+    """Print ``error: message`` on stderr (control characters escaped); the caller carries on."""
+    typer.echo(printable(f"error: {message}"), err=True)
+
+
 def fail(message: str, code: int) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr (control characters escaped) and exit with ``code``."""
+    error(message)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    """Print ``warning: message`` on stderr."""
-    typer.echo(f"warning: {message}", err=True)
+    """Print ``warning: message`` on stderr (control characters escaped)."""
+    typer.echo(printable(f"warning: {message}"), err=True)
 
 
 def resolve_model(model: str | None) -> Path | None:
@@ -111,9 +118,9 @@ def model_load_errors(model: str | None, path: Path | None) -> Iterator[None]:
 
 
 def model_line(det: Detector) -> str:
-    """One line describing the loaded model and settings (for stderr)."""
+    """One line describing the loaded model and settings (for stderr), control characters escaped."""
     meta = det.metadata
-    return (
+    return printable(
         f"model {det.session.path.name}: {meta.num_classes} classes ({', '.join(meta.labels)}), "
         f"{meta.sample_rate} Hz, window {meta.window_seconds:g} s; hop {det.hop:g} s, lookahead {det.lookahead:g} s; "
         f"{det.provider.replace('ExecutionProvider', '')}"

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from .common import fail, import_sounddevice
+from .text import plain
 
 
 def input_devices() -> list[dict]:
@@ -58,6 +59,6 @@ def devices_command(
                          ("channels", "right"), ("default rate", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
-        table.add_row("*" if r["default"] else "", str(r["index"]), r["name"], r["hostapi"], str(r["channels"]),
-                      f"{r['default_samplerate']:g} Hz")
+        table.add_row("*" if r["default"] else "", str(r["index"]), plain(r["name"]), plain(r["hostapi"]),
+                      str(r["channels"]), f"{r['default_samplerate']:g} Hz")
     Console(width=None if sys.stdout.isatty() else 120).print(table)

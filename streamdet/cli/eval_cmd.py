@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from .common import error, warn
+from .text import plain
+
 if TYPE_CHECKING:
     from ..metrics import MetricResult
 
@@ -18,7 +21,7 @@ _PRED_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".ndjson", ".txt")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    error(message)
     return typer.Exit(code)
 
 
@@ -71,7 +74,6 @@ def _title(name: str, result: MetricResult) -> str:
 def _print_tables(results: dict[str, MetricResult]) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     console = Console()
     for name, result in results.items():
@@ -80,7 +82,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
             table.add_column("class")
             table.add_column("AUC (class ROC)", justify="right")
             for label, figures in result.classes.items():
-                table.add_row(Text(label), _fmt(figures["auc"], False))
+                table.add_row(plain(label), _fmt(figures["auc"], False))
             table.add_section()
             n_ops = result.params.get("n_operating_points")
             table.add_row(f"PSDS ({n_ops} operating point{'s' * (n_ops != 1)})", f"{result.overall['psds']:.4f}",
@@ -93,7 +95,7 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
         for header, _, _ in columns:
             table.add_column(header, justify="right")
         for label, figures in result.classes.items():
-            table.add_row(Text(label), *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
+            table.add_row(plain(label), *(_fmt(figures.get(key, float("nan")), pct) for _, key, pct in columns))
         table.add_section()
         for suffix in ("macro", "micro"):
             if f"f1_{suffix}" in result.overall or (name == "map" and suffix == "macro"):
@@ -110,8 +112,8 @@ def _print_tables(results: dict[str, MetricResult]) -> None:
         left_out = result.left_out_of_macro()
         if left_out and "f1_macro" in result.overall:
             kept = len(result.classes) - len(left_out)
-            console.print(Text(f"macro: the mean over {kept} of {len(result.classes)} classes; left out (F1 "
-                               f"undefined: no reference events, or no detections): {', '.join(left_out)}"))
+            console.print(plain(f"macro: the mean over {kept} of {len(result.classes)} classes; left out (F1 "
+                                f"undefined: no reference events, or no detections): {', '.join(left_out)}"))
 
 
 def eval_command(
@@ -167,16 +169,15 @@ def eval_command(
         labels = sorted({ev.label for ev in unscored})
         shown = "; ".join(f"{ev.label} {ev.onset:g}-{ev.offset:g} s in {ev.stream}" for ev in unscored[:MAX_SHOWN])
         more = f"; and {len(unscored) - MAX_SHOWN} more" if len(unscored) > MAX_SHOWN else ""
-        typer.echo(f"warning: {len(unscored)} prediction(s) of labels not in the ground truth ({', '.join(labels)}) "
-                   f"are not scored by any metric: {shown}{more}", err=True)
+        warn(f"{len(unscored)} prediction(s) of labels not in the ground truth ({', '.join(labels)}) "
+             f"are not scored by any metric: {shown}{more}")
     others = sorted({label for t in tables[1:] for label in labels_of(t)} - set(labels_of(ground_truth)))
     if others:  # further operating points (PSDS) with labels the first one does not predict
-        typer.echo(f"warning: operating points predict labels not in the ground truth, not scored: {others}", err=True)
+        warn(f"operating points predict labels not in the ground truth, not scored: {others}")
     if durations is not None:
         outside = sorted({n for t in tables for n in t} - set(durations))
         if outside:
-            typer.echo(f"warning: {len(outside)} predicted file(s) not in {meta} are ignored, e.g. {outside[0]}",
-                       err=True)
+            warn(f"{len(outside)} predicted file(s) not in {meta} are ignored, e.g. {outside[0]}")
     try:
         results = evaluate(tables, ground_truth, durations, names, dtc=dtc, gtc=gtc, cttc=cttc, t_collar=collar,
                            percentage_of_length=collar_length, time_resolution=segment)

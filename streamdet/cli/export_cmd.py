@@ -15,6 +15,7 @@ import typer
 from ..errors import short_error
 from ..model_metadata import PRECISIONS
 from .common import fail
+from .text import printable
 
 if TYPE_CHECKING:
     from ..export import ExportReport
@@ -73,7 +74,7 @@ def export_command(
             names = read_labels_file(labels)
         except ExportError as exc:
             fail(f"--labels {exc}", 2)
-    typer.echo(f"exporting {checkpoint} -> {output} ({precision}, batch {batch})", err=True)
+    typer.echo(printable(f"exporting {checkpoint} -> {output} ({precision}, batch {batch})"), err=True)
     try:
         report = to_onnx(
             str(checkpoint), output, window_seconds=window_seconds, batch=1 if batch == "1" else "dynamic",
@@ -93,7 +94,7 @@ def export_command(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        typer.echo("\n".join(summary_lines(report)))
+        typer.echo("\n".join(printable(line) for line in summary_lines(report)))
 
 
 def summary_lines(report: ExportReport) -> list[str]:

@@ -8,8 +8,10 @@ and the others still run; the exit code is then 1. Usage errors exit 2, Ctrl-C e
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -22,9 +24,10 @@ from typing import IO, TYPE_CHECKING, Any
 import typer
 
 from ..audio_io import AUDIO_EXTENSIONS  # what a folder is searched for; named files are tried whatever they are
-from .common import fail, load_detector, model_line
+from .common import error, fail, load_detector, model_line, warn
 from .options import DeviceOption, ModelOption, with_detection_options
 from .output import FORMATS, SUFFIX_FORMATS, make_writer
+from .text import printable
 
 if TYPE_CHECKING:
     from ..detector import Detector, FileRun
@@ -34,23 +37,53 @@ PROGRESS_MIN_SECONDS = 30.0  # a progress bar for files at least this long, on a
 
 
 def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand folders (recursively, audio extensions, sorted); return ``(files, problems)``."""
+    """Expand folders (recursively, audio extensions, sorted); return ``(files, problems)``.
+
+    A folder entry with an audio extension that cannot be read (a broken symbolic link, a link loop, a socket
+    or device) is a problem, reported by name, not skipped silently."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-            if not found:
+            found: list[Path] = []
+            reported = len(problems)
+            for entry in sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
+                problem = _entry_problem(entry)
+                if problem is None:
+                    found.append(entry)
+                elif problem:
+                    problems.append((str(entry), problem))
+            if not found and len(problems) == reported:
                 problems.append((str(path), f"folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
             files.extend(found)
         elif path.is_file() and path.stat().st_size == 0:
             problems.append((str(path), "empty file (0 bytes)"))
         elif path.exists():
             files.append(path)
+        elif path.is_symlink():
+            problems.append((str(path), _entry_problem(path) or "unreadable"))
         else:
             problems.append((str(path), "no such file or directory"))
     unique = list(dict.fromkeys(files))
     return unique, problems
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why a folder entry cannot be read as audio; None to read it (a regular file or a FIFO), "" to pass over
+    it silently (a folder: its contents are searched)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            if exc.errno == errno.ENOENT:
+                return f"broken symbolic link (to {os.readlink(path)})"
+            return f"unusable symbolic link ({exc.strerror})"
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return None
+    return "not a regular file (a socket or a device)"
 
 
 class HoldInterrupt:
@@ -134,18 +167,20 @@ def file_command(
     err = Console(stderr=True, highlight=False)
     err.print(model_line(det), markup=False, soft_wrap=True)
     for name, reason in problems:
-        typer.echo(f"error: {name}: {reason}", err=True)
+        error(f"{name}: {reason}")
     failed = len(problems)
     n_events = 0
     done = 0
     t0 = time.perf_counter()
     if output is not None:
         try:
-            out: IO[str] = output.open("w", encoding="utf-8", newline="")
+            out: IO[str] = output.open("w", encoding="utf-8", errors="surrogateescape", newline="")
         except OSError as exc:
             fail(f"--output {output}: {exc.strerror or exc}", 2)
     else:
         out = sys.stdout
+        if hasattr(out, "reconfigure"):  # a non-UTF-8 file name is written as its bytes, not a UnicodeEncodeError
+            out.reconfigure(errors="surrogateescape")
     writer = make_writer(output_format, out, color=output is None and output_format == "table" and
                          sys.stdout.isatty())
     used_png: set[str] = set()
@@ -177,7 +212,7 @@ def file_command(
     elapsed = time.perf_counter() - t0
     summary = f"{done} file(s), {n_events} event(s) in {elapsed:.1f} s"
     if output is not None:
-        summary += f"; results in {output}"
+        summary += f"; results in {printable(output)}"
     if failed:
         summary += f"; {failed} input(s) failed"
     typer.echo(summary, err=True)
@@ -199,11 +234,11 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
             if err.is_terminal and run.duration >= PROGRESS_MIN_SECONDS:
                 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-                progress_ctx = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                        TimeRemainingColumn(), console=err, transient=True)
+                progress_ctx = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                        TaskProgressColumn(), TimeRemainingColumn(), console=err, transient=True)
             with progress_ctx as progress:
                 if progress is not None:
-                    task = progress.add_task(path.name, total=run.duration)
+                    task = progress.add_task(printable(path.name), total=run.duration)
 
                     def callback(done: float, total: float) -> None:
                         progress.update(task, completed=done)
@@ -211,12 +246,12 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
                     run.progress = callback
                 run.run()
         for w in caught:
-            typer.echo(f"warning: {w.message}", err=True)
+            warn(str(w.message))
     except AudioFileError as exc:
-        typer.echo(f"error: {exc.path}: {exc.reason}", err=True)
+        error(f"{exc.path}: {exc.reason}")
         return None
     except (OSError, ValueError, RuntimeError) as exc:  # anything else about this one input
-        typer.echo(f"error: {name}: {exc}", err=True)
+        error(f"{name}: {exc}")
         return None
     return run
 
@@ -231,7 +266,7 @@ def _plot(det: Detector, path: Path, run: FileRun, events: list[Event], plot: Pa
         plot_file(png, path, det.labels, track.scores, track.frame_seconds, events, run.duration,
                   det.thresholds, title=f"{path}  —  {det.session.path.name}, hop {det.hop:g} s")
     except Exception as exc:  # a plot problem must not lose the results
-        typer.echo(f"error: {path}: plot failed ({type(exc).__name__}: {exc})", err=True)
+        error(f"{path}: plot failed ({type(exc).__name__}: {exc})")
         return False
-    typer.echo(f"plot: {png}", err=True)
+    typer.echo(printable(f"plot: {png}"), err=True)
     return True

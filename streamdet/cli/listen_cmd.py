@@ -28,6 +28,7 @@ import typer
 
 from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
 from .options import COMPUTE_DEVICES, InputOption, ModelOption, is_compute_device, with_detection_options
+from .text import plain, printable
 
 if TYPE_CHECKING:
     from ..detector import Detector
@@ -148,7 +149,7 @@ class LiveView:
                     bar.append("█", style=style)
                 else:
                     bar.append("·", style="dim")
-            meters.add_row(label, bar, f"{value:.2f}")
+            meters.add_row(plain(label), bar, f"{value:.2f}")
 
         events = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
         for col, justify in (("time", "left"), ("label", "left"), ("onset s", "right"), ("duration", "right"),
@@ -160,7 +161,7 @@ class LiveView:
         for item in list(self.recent)[:rows]:
             open_ = item["offset"] is None
             duration = (live.stream.position - item["onset"]) if open_ else item["offset"] - item["onset"]
-            events.add_row(_clock(item["wall"]), Text(item["label"], style="bold green" if open_ else ""),
+            events.add_row(_clock(item["wall"]), plain(item["label"], "bold green" if open_ else ""),
                            f"{item['onset']:.2f}", f"{duration:.1f}" + (" …" if open_ else ""),
                            f"{item['confidence']:.2f}")
         if not self.recent:
@@ -180,7 +181,7 @@ class LiveView:
         elapsed = time.monotonic() - self.t0
         title = (f"streamdet listen · {self.device_label} @ {live.sample_rate:g} Hz · "
                  f"{det.session.path.name} · {elapsed:.0f} s · {self.n_events} event(s)")
-        return Panel(Group(status, Text(""), meters, Text(""), events), title=title, title_align="left",
+        return Panel(Group(status, Text(""), meters, Text(""), events), title=plain(title), title_align="left",
                      subtitle="Ctrl-C to stop", subtitle_align="right")
 
 
@@ -226,8 +227,8 @@ def listen_command(
     typer.echo(model_line(det), err=True)
     code = _wait_for_audio(det, live, device_label)
     if code is None:
-        typer.echo(f"listening on {device_label} at {live.sample_rate:g} Hz"
-                   f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)", err=True)
+        typer.echo(printable(f"listening on {device_label} at {live.sample_rate:g} Hz"
+                             f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)"), err=True)
         code = _run(det, live, output_format, duration, device_label)
     raise typer.Exit(code)
 
@@ -259,7 +260,8 @@ def _wait_for_audio(det: Any, live: Any, device_label: str) -> int | None:
             if time.monotonic() > deadline:
                 live.close()
                 det.close()
-                typer.echo(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s", err=True)
+                typer.echo(printable(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s"),
+                           err=True)
                 return 1
             time.sleep(0.01)
     except KeyboardInterrupt:
@@ -346,10 +348,10 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
         err=True,
     )
     if closed_at_stop:
-        typer.echo(f"{len(closed_at_stop)} open event(s) closed at the stop: "
-                   + ", ".join(f"{u.label} {u.onset:.2f}-{u.offset:.2f} s" for u in closed_at_stop), err=True)
+        closed = ", ".join(f"{u.label} {u.onset:.2f}-{u.offset:.2f} s" for u in closed_at_stop)
+        typer.echo(printable(f"{len(closed_at_stop)} open event(s) closed at the stop: {closed}"), err=True)
     if code == 1:
-        typer.echo(f"error: {device_label}: {reason}", err=True)
+        typer.echo(printable(f"error: {device_label}: {reason}"), err=True)
     elif code == 130:
         typer.echo("interrupted", err=True)
     return code
@@ -369,7 +371,7 @@ def _print_summary(console: Any, events: list[Any], closed_at_stop: list[Any]) -
     for col, justify in columns:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for u in sorted(events, key=lambda u: u.onset):
-        row = [_clock(u.wall_time), u.label, f"{u.onset:.2f}", f"{u.offset:.2f}", f"{u.confidence:.2f}"]
+        row = [_clock(u.wall_time), plain(u.label), f"{u.onset:.2f}", f"{u.offset:.2f}", f"{u.confidence:.2f}"]
         if stopped:
             row.append("closed at stop" if (u.label, u.onset) in stopped else "")
         table.add_row(*row)

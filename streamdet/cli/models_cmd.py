@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .common import bundled_models, fail, resolve_model
+from .common import bundled_models, error, fail, resolve_model
+from .text import plain
 
 app = typer.Typer(
     help="List the bundled models, or show what a model file contains (labels, rates, thresholds, shapes, "
@@ -70,22 +72,21 @@ def show_command(
     else:
         _print_info(info)
     if not info["valid"]:
-        typer.echo(f"error: {info['path']}: not a valid streamdet model: {info['error']}", err=True)
+        error(f"{info['path']}: not a valid streamdet model: {info['error']}")
         raise typer.Exit(1)
 
 
 def _print_info(info: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     console = Console(width=None if sys.stdout.isatty() else 120, highlight=False)
-    table = Table(show_header=False, title=Text(Path(info["path"]).name), title_justify="left")
+    table = Table(show_header=False, title=plain(Path(info["path"]).name), title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
 
-    def row(key: str, value: str, style: str = "") -> None:  # model content is text, never markup
-        table.add_row(key, Text(str(value), style=style))
+    def row(name: str, value: Any, style: str = "") -> None:
+        table.add_row(name, plain(value, style))  # every value may come from the model file: text, not markup
 
     row("path", info["path"])
     row("size", f"{_size(info['file_bytes'])}  sha256 {info['sha256'][:16]}…")
@@ -110,14 +111,21 @@ def _print_info(info: dict[str, Any]) -> None:
             row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
         row("front-end", json.dumps(info["frontend"], sort_keys=True))
     else:
-        row("error", info["error"], style="red")
+        row("error", info["error"], "red")
     for kind in ("inputs", "outputs"):
-        row(kind, "\n".join(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
+        table.add_row(kind, _lines(f"{t['name']}: {t['type']} {t['shape']}" for t in info[kind]))
     if info["producer"] or info["graph"]:
         row("producer", f"{info['producer']} (graph {info['graph']})")
     if info.get("provenance"):
-        row("provenance", "\n".join(f"{key}: {text}" for key, text in provenance_summary(info["provenance"])))
+        table.add_row("provenance", _lines(f"{key}: {text}" for key, text in provenance_summary(info["provenance"])))
     console.print(table)
+
+
+def _lines(lines: Iterable[str]) -> Any:
+    """Several untrusted lines as one rich Text: each line escaped on its own, joined by newlines."""
+    from rich.text import Text
+
+    return Text("\n").join(plain(line) for line in lines)
 
 
 SUMMARISED = ("source", "name", "recipe", "stage", "evaluation", "figures", "exported", "checkpoint_sha256")
@@ -208,20 +216,18 @@ def list_command(
         return
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     table = Table()
     for col, justify in (("name", "left"), ("type", "left"), ("classes", "left"), ("rate", "right"),
                          ("window", "right"), ("precision", "left"), ("size", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
-        name = r["name"] + (" (default)" if r["default"] else "")
+        name = plain(r["name"] + (" (default)" if r["default"] else ""))
         if not r["valid"]:
-            table.add_row(Text(name), Text("invalid", style="red"), Text(str(r["error"])), "", "", "",
-                          _size(r["file_bytes"]))
+            table.add_row(name, plain("invalid", "red"), plain(r["error"]), "", "", "", _size(r["file_bytes"]))
             continue
-        table.add_row(Text(name), Text(r["model_type"]), Text(", ".join(r["labels"])), f"{r['sample_rate']} Hz",
-                      f"{r['window_seconds']:g} s", Text(r["precision"]), _size(r["file_bytes"]))
+        table.add_row(name, plain(r["model_type"]), plain(", ".join(r["labels"])), f"{r['sample_rate']} Hz",
+                      f"{r['window_seconds']:g} s", plain(r["precision"]), _size(r["file_bytes"]))
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 

@@ -6,8 +6,9 @@
 - The detection options of every command that detects events (``file``, ``listen``): ``--hop``,
   ``--lookahead``, ``--threshold/-t``, ``--thresholds``, ``--median-filter``, ``--min-duration``, ``--min-gap``,
   ``--threads``: one group, added to a command by :func:`with_detection_options`, checked by
-  :func:`detection_settings` (exit 2 naming the option) into the Detector's keyword arguments; the
-  post-processing ones become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
+  :func:`detection_settings` (exit 2 naming the option; NaN, inf and values past the limits refused: seconds
+  0-86400, median filter 0-10 s, threads 1-4096) into the Detector's keyword arguments; the post-processing ones
+  become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from ..model_metadata import MAX_POSTPROCESS_SECONDS
 from .common import fail, parse_thresholds
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "ThreadsOption",
     "ThresholdOption",
     "ThresholdsOption",
+    "check_threads",
     "detection_settings",
     "is_compute_device",
     "with_detection_options",
@@ -43,6 +46,9 @@ __all__ = [
 
 MODEL_HELP = "ONNX model: a path, or the name of a bundled model (see `streamdet models`). Default: the bundled one."
 COMPUTE_DEVICES = "auto, cpu, cuda or cuda:N"
+MAX_THREADS = 4096  # --threads: ONNX Runtime takes a C int; beyond it a traceback
+MAX_MEDIAN_SECONDS = 10.0  # --median-filter: wider windows cost memory in proportion (width x classes per frame)
+# --min-duration / --min-gap: at most MAX_POSTPROCESS_SECONDS (one day), the model metadata's limit
 
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help=f"Compute device: {COMPUTE_DEVICES}.")]
@@ -88,17 +94,23 @@ def detection_settings(
     threads: int | None,
 ) -> dict[str, Any]:
     """The Detector keyword arguments of the detection options, or exit 2 naming the option that is wrong."""
-    for name, value, positive in (("--hop", hop, True), ("--lookahead", lookahead, False),
-                                  ("--median-filter", median_filter, False), ("--min-duration", min_duration, False),
-                                  ("--min-gap", min_gap, False)):
-        if value is None:
-            continue
+    for name, value, positive in (("--hop", hop, True), ("--lookahead", lookahead, False)):
         if not math.isfinite(value) or (value <= 0 if positive else value < 0):
             fail(f"{name} must be {'positive' if positive else '>= 0'} (and finite), got {value}", 2)
-    if threads is not None and threads < 1:
-        fail(f"--threads must be at least 1, got {threads}", 2)
+    for name, value, limit in (("--median-filter", median_filter, MAX_MEDIAN_SECONDS),
+                               ("--min-duration", min_duration, MAX_POSTPROCESS_SECONDS),
+                               ("--min-gap", min_gap, MAX_POSTPROCESS_SECONDS)):
+        if value is not None and not 0 <= value <= limit:  # NaN and inf fail too
+            fail(f"{name} must be a number of seconds from 0 to {limit:g}, got {value}", 2)
+    check_threads(threads)
     return {"hop": hop, "lookahead": lookahead, "thresholds": parse_thresholds(threshold, thresholds),
             "median_filter": median_filter, "min_duration": min_duration, "min_gap": min_gap, "threads": threads}
+
+
+def check_threads(threads: int | None) -> None:
+    """``--threads``: from 1 to :data:`MAX_THREADS` (or unset), else exit 2."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        fail(f"--threads must be at least 1 and at most {MAX_THREADS}, got {threads}", 2)
 
 
 DETECTION_OPTIONS: tuple[tuple[str, Any, Any], ...] = (

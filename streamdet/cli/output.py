@@ -10,6 +10,7 @@ from typing import IO
 
 from ..events import Event
 from ..formats import DelimitedWriter, EventWriter, JsonlWriter
+from .text import plain
 
 FORMATS = ("table", "jsonl", "csv", "tsv")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".tsv": "tsv", ".csv": "csv",
@@ -31,7 +32,6 @@ class TableWriter(EventWriter):
     def finish(self) -> None:
         from rich.console import Console
         from rich.table import Table
-        from rich.text import Text
 
         if not self.files:
             return
@@ -47,9 +47,9 @@ class TableWriter(EventWriter):
             if i:
                 table.add_section()
             if not events:
-                table.add_row(Text(name), Text("(no events)", style="dim"), "", "", "", "")
+                table.add_row(plain(name), plain("(no events)", "dim"), "", "", "", "")
             for j, ev in enumerate(events):  # names and labels are text, never markup
-                table.add_row(Text(name) if j == 0 else "", Text(ev.label), f"{ev.onset:.2f}", f"{ev.offset:.2f}",
+                table.add_row(plain(name if j == 0 else ""), plain(ev.label), f"{ev.onset:.2f}", f"{ev.offset:.2f}",
                               f"{ev.offset - ev.onset:.2f}", f"{ev.confidence:.2f}")
         console.print(table)
         self.out.flush()

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from .common import fail
+from .text import printable
 
 
 def train_command(
@@ -68,16 +69,17 @@ def train_command(
         report = run_recipe(spec, out, resume=resume, workers=workers, threads=threads, device=device,
                             real=real, bundle_dir=bundle_dir, console=console)
     except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: streamdet train --recipe {recipe}"
-                      f"{' --quick' if quick else ''}{f' --real {real}' if real else ''} --output {out} --resume")
+        console.print(printable(f"interrupted; continue with: streamdet train --recipe {recipe}"
+                                f"{' --quick' if quick else ''}{f' --real {real}' if real else ''} --output {out} "
+                                "--resume"), markup=False)
         raise typer.Exit(130) from None
     except (RuntimeError, ValueError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}", 1)
     test = report["figures"]["test"]
-    typer.echo(
+    typer.echo(printable(
         f"{report['model']}: held-out test event F1 (macro, 200 ms) {test['event_f1_macro']}, "
-        f"segment F1 (macro, 1 s) {test['segment_f1_macro']}; report: {out / 'report.json'}",
-    )
+        f"segment F1 (macro, 1 s) {test['segment_f1_macro']}; report: {out / 'report.json'}"
+    ))
     if "real" in report["figures"]:
         sc, bg = report["figures"]["real"]["scenes"], report["figures"]["real"]["backgrounds"]["overall"]
         typer.echo(f"real audio (validation sources): event F1 (macro) {sc['event_f1_macro']}, segment F1 (macro) "

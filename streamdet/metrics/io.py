@@ -10,7 +10,9 @@ is kept as a key with an empty list.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -28,10 +30,55 @@ Durations = dict[str, float]
 _FILE_KEYS = ("filename", "file", "audio_id", "stream")
 _LABEL_KEYS = ("event_label", "label")
 _CONF_KEYS = ("confidence", "score")
+MAX_EVENT_SECONDS = 1e6
+"""Latest time (and longest duration) the readers accept, about 11.6 days: a later one is a mistake, and the
+segment-based metric would allocate memory in proportion to it."""
 
 
 class EvalInputError(ValueError):
     """An evaluation input file is missing, unreadable or malformed; the message names the file."""
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; anything else is an EvalInputError that says
+    what the file seems to be (UTF-16, binary, another 8-bit encoding) and where."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvalInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise EvalInputError(f"{path}: UTF-16 text; save it as UTF-8")
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise EvalInputError(f"{path}:{line}: NUL byte: binary data (or UTF-16 text), not a UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EvalInputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}; Latin-1 or another "
+                             f"8-bit encoding?); save it as UTF-8") from None
+
+
+def _rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a delimited file with their line numbers. Quotes work as in the csv module and
+    pandas (``"a""b"``), but a quoted field may not span lines or run to the end of the file: a stray ``"``
+    would otherwise swallow the lines after it silently."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter, strict=True)
+    rows = []
+    while True:
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise EvalInputError(f"{path}:{first}: malformed quoting ({exc}); a stray '\"'?") from None
+        if reader.line_num > first:
+            raise EvalInputError(f"{path}:{first}: a quoted field runs over lines {first}-{reader.line_num}; "
+                                 f"a stray '\"'?")
+        if any(c.strip() for c in row):
+            rows.append((first, row))
+    return rows
 
 
 def _pick(header: list[str], keys: tuple[str, ...], path: Path, what: str, required: bool = True) -> int | None:
@@ -47,15 +94,25 @@ def _float(cell: str, path: Path, line: int, column: str) -> float:
     try:
         value = float(cell)
     except ValueError:
-        raise EvalInputError(f"{path}:{line}: {column} {cell!r} is not a number") from None
+        raise EvalInputError(f"{path}:{line}: {column} {_cut(cell)} is not a number") from None
     if not math.isfinite(value):
-        raise EvalInputError(f"{path}:{line}: {column} {cell!r} is not finite")
+        raise EvalInputError(f"{path}:{line}: {column} {_cut(cell)} is not finite")
     return value
 
 
+def _cut(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut short for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 def _check_event(path: Path, line: int, onset: float, offset: float) -> None:
+    if onset < 0:
+        raise EvalInputError(f"{path}:{line}: negative onset {onset}")
     if offset < onset:
         raise EvalInputError(f"{path}:{line}: offset {offset} is before onset {onset}")
+    if offset > MAX_EVENT_SECONDS:
+        raise EvalInputError(f"{path}:{line}: offset {offset:g} s is beyond {MAX_EVENT_SECONDS:g} s (11.6 days)")
 
 
 def read_events(path: str | Path) -> EventTable:
@@ -65,6 +122,7 @@ def read_events(path: str | Path) -> EventTable:
     ``file, label, onset, offset[, confidence]``; ``.csv`` is comma-separated and anything else
     tab-separated, both with a header naming ``filename`` (or ``file``), ``onset``, ``offset``,
     ``event_label`` (or ``label``) and optionally ``confidence`` (or ``score``). Missing confidence is 1.0.
+    The file must be UTF-8 (a byte-order mark is fine); times must be within 0 and :data:`MAX_EVENT_SECONDS`.
 
     Raises:
         EvalInputError: the file is missing or malformed (the message names the file and line).
@@ -78,19 +136,17 @@ def read_events(path: str | Path) -> EventTable:
 
 
 def _read_delimited(path: Path, delimiter: str) -> EventTable:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter=delimiter))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    rows = _rows(path, delimiter)
     if not rows:
         raise EvalInputError(f"{path}: empty file (expected a header line)")
-    header = [c.strip().lower() for c in rows[0]]
+    header = [c.strip().lower() for c in rows[0][1]]
     i_file = _pick(header, _FILE_KEYS, path, "file name")
     i_on = _pick(header, ("onset", "event_onset"), path, "onset")
     i_off = _pick(header, ("offset", "event_offset"), path, "offset")
     i_lab = _pick(header, _LABEL_KEYS, path, "event label")
     i_conf = _pick(header, _CONF_KEYS, path, "confidence", required=False)
     table: EventTable = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         cells = [c.strip() for c in row] + [""] * (len(header) - len(row))
         name = cells[i_file]
         if not name:
@@ -110,32 +166,36 @@ def _read_delimited(path: Path, delimiter: str) -> EventTable:
 
 def _read_jsonl(path: Path) -> EventTable:
     table: EventTable = {}
-    with path.open(encoding="utf-8") as fh:
-        for line, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise EvalInputError(f"{path}:{line}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise EvalInputError(f"{path}:{line}: expected a JSON object")
-            name = next((obj[k] for k in _FILE_KEYS if k in obj), None)
-            label = next((obj[k] for k in _LABEL_KEYS if k in obj), None)
-            if not isinstance(name, str) or not isinstance(label, str):
-                raise EvalInputError(f"{path}:{line}: needs string 'file' and 'label' fields")
-            values = []
-            for key in ("onset", "offset"):
-                value = obj.get(key)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise EvalInputError(f"{path}:{line}: {key} must be a finite number, got {value!r}")
-                values.append(float(value))
-            conf = next((obj[k] for k in _CONF_KEYS if k in obj), 1.0)
-            if isinstance(conf, bool) or not isinstance(conf, (int, float)):
-                raise EvalInputError(f"{path}:{line}: confidence must be a number, got {conf!r}")
-            _check_event(path, line, values[0], values[1])
-            table.setdefault(name, []).append(Event(label, values[0], values[1], float(conf), name))
+    for line, text in enumerate(io.StringIO(_read_text(path)), start=1):  # lines end at "\n" only, as in JSON
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EvalInputError(f"{path}:{line}: not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting too deep
+            raise EvalInputError(f"{path}:{line}: not usable JSON ({type(exc).__name__})") from None
+        if not isinstance(obj, dict):
+            raise EvalInputError(f"{path}:{line}: expected a JSON object")
+        name = next((obj[k] for k in _FILE_KEYS if k in obj), None)
+        label = next((obj[k] for k in _LABEL_KEYS if k in obj), None)
+        if not isinstance(name, str) or not isinstance(label, str) or not name or not label:
+            raise EvalInputError(f"{path}:{line}: needs non-empty string 'file' and 'label' fields")
+        onset, offset = (_json_number(obj.get(key), path, line, key) for key in ("onset", "offset"))
+        conf = _json_number(next((obj[k] for k in _CONF_KEYS if k in obj), 1.0), path, line, "confidence")
+        _check_event(path, line, onset, offset)
+        table.setdefault(name, []).append(Event(label, onset, offset, conf, name))
     return table
+
+
+def _json_number(value: object, path: Path, line: int, key: str) -> float:
+    """A finite JSON number as a float (not a bool, a string or an integer too large for a float)."""
+    number = math.nan
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1e300):
+        number = float(value)
+    if not math.isfinite(number):
+        raise EvalInputError(f"{path}:{line}: {key} must be a finite number, got {_cut(value)}")
+    return number
 
 
 def read_durations(path: str | Path) -> Durations:
@@ -143,20 +203,19 @@ def read_durations(path: str | Path) -> Durations:
     path = Path(path)
     if not path.is_file():
         raise EvalInputError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh, delimiter="," if path.suffix.lower() == ".csv" else "\t") if any(r)]
+    rows = _rows(path, "," if path.suffix.lower() == ".csv" else "\t")
     if not rows:
         raise EvalInputError(f"{path}: empty file (expected a header line)")
-    header = [c.strip().lower() for c in rows[0]]
+    header = [c.strip().lower() for c in rows[0][1]]
     i_file = _pick(header, _FILE_KEYS, path, "file name")
     i_dur = _pick(header, ("duration",), path, "duration")
     durations: Durations = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if len(row) <= max(i_file, i_dur):
             raise EvalInputError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
         duration = _float(row[i_dur].strip(), path, line, "duration")
-        if duration < 0:
-            raise EvalInputError(f"{path}:{line}: negative duration {duration}")
+        if not 0 <= duration <= MAX_EVENT_SECONDS:
+            raise EvalInputError(f"{path}:{line}: duration {duration:g} must be from 0 to {MAX_EVENT_SECONDS:g} s")
         durations.setdefault(row[i_file].strip(), duration)
     return durations
 

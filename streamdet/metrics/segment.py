@@ -19,6 +19,10 @@ from ..events import Event
 from ._common import EPS, MetricResult, class_list, evaluated_files, nanmean, prf
 from .io import EventTable
 
+MAX_ROLL_CELLS = 1 << 27
+"""Largest segments x classes table one file may need (128 MiB of booleans, twice): past it the metric refuses
+with a ValueError naming the file instead of allocating."""
+
 
 def event_roll(events: list[Event], classes: list[str], n_segments: int, time_resolution: float) -> np.ndarray:
     """Binary activity matrix ``[segment, class]`` of ``events`` (labels outside ``classes`` are skipped)."""
@@ -69,6 +73,10 @@ def segment_based(predictions: EventTable, ground_truth: EventTable, *, labels: 
         else:
             length = max([0.0] + [ev.offset for ev in ref] + [ev.offset for ev in est])
         n_segments = math.ceil(length * 1 / float(time_resolution))
+        if n_segments * max(1, n_classes) > MAX_ROLL_CELLS:
+            raise ValueError(f"{name}: {length:g} s in segments of {time_resolution:g} s for {n_classes} classes "
+                             f"needs {n_segments * n_classes:,} cells, more than {MAX_ROLL_CELLS:,}; "
+                             f"use longer segments")
         r = event_roll(ref, classes, n_segments, time_resolution)
         e = event_roll(est, classes, n_segments, time_resolution)
         both = r & e
