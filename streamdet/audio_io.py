@@ -124,9 +124,7 @@ def _open(path: str | Path) -> Any:
 
 
 def _short(exc: BaseException) -> str:
-    text = getattr(exc, "error_string", None)  # libsndfile's own reason, without soundfile's banner
-    text = text.strip() if isinstance(text, str) and text.strip() else short_error(exc, line="last")
-    return text.replace("Error opening ", "").strip()
+    return short_error(exc, line="last").replace("Error opening ", "").strip()
 
 
 def audio_info(path: str | Path) -> AudioInfo:

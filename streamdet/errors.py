@@ -15,10 +15,13 @@ def short_error(exc: BaseException, *, line: Literal["first", "last"] = "first",
                 with_type: bool = False) -> str:
     """One line of ``exc``'s message (its ``first`` or ``last`` non-empty line), at most ``limit`` characters.
 
-    An exception without a message gives its type name; ``with_type`` prefixes the type name anyway
-    (``"KeyError: 'x'"``).
+    An exception that carries the library's own reason (soundfile's ``error_string``, without its "Error opening
+    ...:" banner) gives that. An exception without a message gives its type name; ``with_type`` prefixes the type
+    name anyway (``"KeyError: 'x'"``).
     """
-    lines = [text for text in str(exc).strip().splitlines() if text.strip()]
+    reason = getattr(exc, "error_string", None)
+    message = reason if isinstance(reason, str) and reason.strip() else str(exc)
+    lines = [text for text in message.strip().splitlines() if text.strip()]
     if not lines:
         return type(exc).__name__
     text = (lines[0] if line == "first" else lines[-1]).strip()[:limit]

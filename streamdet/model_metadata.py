@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .postprocess import SECONDS_SETTINGS, PostProcessing
+from .postprocess import MAX_SECONDS, SECONDS_SETTINGS, PostProcessing
 
 FORMAT_VERSION = "1"
 ACTIVATIONS = ("sigmoid", "softmax")
@@ -26,7 +26,7 @@ POSTPROCESS_KEYS = SECONDS_SETTINGS  # per-class seconds in the optional ``postp
 # Limits: past them a field is a mistake or an attack, and would overflow the engine's arithmetic or memory.
 MAX_SAMPLE_RATE = 1_000_000  # Hz
 MAX_WINDOW_SAMPLES = 1 << 24  # 64 MiB of float32 per window (17 minutes at 16 kHz)
-MAX_POSTPROCESS_SECONDS = 86_400.0  # min_duration / min_gap: one day
+MAX_POSTPROCESS_SECONDS = MAX_SECONDS  # min_duration / min_gap: one day (the limit of every PostProcessing)
 MAX_LABELS = 1 << 16
 MAX_NAME_CHARS = 200  # a label or the model type: one short line
 REQUIRED_FIELDS = (

@@ -48,6 +48,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_OFF",
     "DEFAULT_ON",
+    "MAX_SECONDS",
     "OFF_RATIO",
     "SECONDS_SETTINGS",
     "FrameRules",
@@ -65,6 +66,7 @@ DEFAULT_ON = 0.5
 DEFAULT_OFF = 0.3
 OFF_RATIO = 0.6
 SECONDS_SETTINGS = ("min_duration", "min_gap")  # the per-class seconds settings (the model's ``postprocess`` keys)
+MAX_SECONDS = 86_400.0  # one day: the most any seconds setting may be (beyond it, frame counts overflow int64)
 
 ThresholdSpec = float | tuple[float, float] | Mapping[str, float | tuple[float, float]] | None
 SecondsSpec = float | Mapping[str, float] | None
@@ -74,7 +76,7 @@ def check_threshold_pair(on: Any, off: Any, where: str) -> tuple[float, float]:
     """``(on, off)`` as floats, or ValueError (``thresholds: {where} ...``) unless ``0 <= off <= on <= 1``."""
     try:
         on, off = float(on), float(off)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"thresholds: {where} must be numbers, got on={on!r}, off={off!r}") from None
     if not 0.0 <= off <= on <= 1.0:
         raise ValueError(f"thresholds: {where} needs 0 <= off <= on <= 1, got on={on}, off={off}")
@@ -82,12 +84,17 @@ def check_threshold_pair(on: Any, off: Any, where: str) -> tuple[float, float]:
 
 
 def check_seconds(name: str, value: Any, where: str) -> float:
-    """``value`` as seconds, or ValueError (``{name}: ...``) unless it is a finite number >= 0."""
+    """``value`` as seconds, or ValueError (``{name}: ...``) unless it is a number from 0 to :data:`MAX_SECONDS`
+    (NaN and inf refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name}: expected seconds for {where}, got {value!r}")
-    seconds = float(value)
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise ValueError(f"{name} must be >= 0 seconds (finite), got {value!r} for {where}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past 1.8e308
+        seconds = math.inf
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise ValueError(f"{name} must be >= 0 seconds (finite, at most {MAX_SECONDS:g}), got {shown} for {where}")
     return seconds
 
 

@@ -162,6 +162,18 @@ def test_bad_settings(band_model: Path) -> None:
         streamdet.Detector(band_model, device="cpu", min_gap=-0.1)
 
 
+@pytest.mark.parametrize(("setting", "value"), [("min_duration", float("inf")), ("min_duration", 1e308),
+                                                ("min_gap", float("nan")), ("min_gap", 10**400),
+                                                ("median_filter", float("inf")), ("median_filter", 1e300)])
+def test_non_finite_or_absurd_seconds_are_a_value_error_naming_the_setting(band_model: Path, setting: str,
+                                                                           value: float) -> None:
+    """inf, NaN or a number past one day is refused when the Detector is built, as a ValueError that names the
+    setting, not an OverflowError from the frame arithmetic later."""
+    with pytest.raises(ValueError, match=setting) as info:
+        streamdet.Detector(band_model, device="cpu", **{setting: value})
+    assert not isinstance(info.value, OverflowError)
+
+
 def test_runtime_does_not_import_torch_or_onnx_and_is_quiet(band_model: Path, tmp_path: Path) -> None:
     wav = tmp_path / "q.wav"
     sf.write(wav, scene([("low", 1.0, 2.0)], 3.0, 22050), 22050)

@@ -112,3 +112,17 @@ def test_an_absurd_thread_count_is_a_usage_error(cli, band_model: Path, wav: Pat
     result = cli("file", wav, "--model", band_model, "--threads", "99999999999")
     assert result.returncode == 2 and "--threads must be at least 1 and at most 4096" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--min-duration", "inf", "--min-duration must be a number of seconds from 0 to 86400"),
+    ("--min-gap", "1e300", "--min-gap must be a number of seconds from 0 to 86400"),
+    ("--median-filter", "nan", "--median-filter must be a number of seconds from 0 to 10"),
+    ("--threads", "99999999999", "--threads must be at least 1 and at most 4096"),
+])
+def test_listen_checks_the_same_option_ranges(cli, band_model: Path, option: str, value: str, message: str) -> None:
+    """The detection options are one group (streamdet/cli/options.py): listen refuses what file refuses, before
+    any audio device is opened."""
+    result = cli("listen", "--model", band_model, "--duration", "1", option, value)
+    assert result.returncode == 2 and f"error: {message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
