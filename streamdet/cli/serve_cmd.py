@@ -38,6 +38,8 @@ def serve_command(
                                                                     "many seconds."),
     send_queue: int = typer.Option(64, "--send-queue", help="Messages queued for a slow client before its "
                                                             "'scores' messages are dropped (updates never are)."),
+    batch_interval: float = typer.Option(0.05, "--batch-interval", help="Seconds between inference rounds: the "
+                                         "windows of all streams due within one run as one batch."),
     hop: float = _file_option("hop"),
     lookahead: float = _file_option("lookahead"),
     threshold: str | None = _file_option("threshold"),
@@ -68,7 +70,8 @@ def serve_command(
         fail(f"--threads must be at least 1, got {threads}", 2)
     try:
         settings = ServeSettings(token=token or None, max_streams=max_streams, max_frame_bytes=max_frame,
-                                 max_body_bytes=max_body, idle_timeout=idle_timeout, send_queue=send_queue)
+                                 max_body_bytes=max_body, idle_timeout=idle_timeout, send_queue=send_queue,
+                                 batch_interval=batch_interval)
     except ValueError as exc:
         fail(str(exc).replace("max_", "--max-").replace("_", "-"), 2)
     det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,

@@ -81,7 +81,7 @@ def create_app(pool: DetectorPool, settings: ServeSettings | None = None) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ctx.hub = InferenceHub(ctx.metrics, ctx.settings.max_pending_seconds)
+        ctx.hub = InferenceHub(ctx.metrics, ctx.settings.max_pending_seconds, ctx.settings.batch_interval)
         ctx.hub.start()
         try:
             yield

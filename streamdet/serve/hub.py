@@ -1,10 +1,11 @@
 """Feeding every open stream's audio to the shared detectors from one inference thread.
 
-The connections hand their decoded audio to the :class:`InferenceHub` (``feed``); the hub's loop takes
-everything that has arrived on all streams and, in its single worker thread, calls
-:meth:`Detector.push_many` once per detector with all of it, so windows of different streams that are due
-together run as one batch. While a round runs, new audio collects for the next one. Its updates (and the
-latest scores, for streams that asked) go back to each connection's :class:`~.send_queue.SendQueue`.
+The connections hand their decoded audio to the :class:`InferenceHub` (``feed``); at most every
+``batch_interval`` seconds the hub's loop takes everything that has arrived on all streams and, in its single
+worker thread, calls :meth:`Detector.push_many` once per detector with all of it, so windows of different
+streams that fall due together run as one batch. While a round runs, new audio collects for the next one. Its
+updates (and the latest scores, for streams that asked) go back to each connection's
+:class:`~.send_queue.SendQueue`.
 
 A stream with more than ``max_pending_seconds`` of audio waiting makes its connection stop reading until
 the next round takes it (TCP back-pressure on the client). ``end`` pushes what is left and closes the
@@ -71,9 +72,10 @@ class StreamSession:
 class InferenceHub:
     """Runs every stream's due windows in one worker thread, batched across streams (see the module doc)."""
 
-    def __init__(self, metrics: ServerMetrics, max_pending_seconds: float = 10.0) -> None:
+    def __init__(self, metrics: ServerMetrics, max_pending_seconds: float = 10.0, batch_interval: float = 0.05) -> None:
         self.metrics = metrics
         self.max_pending_seconds = max_pending_seconds
+        self.batch_interval = batch_interval
         self.sessions: set[StreamSession] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamdet-inference")
         self._wake = asyncio.Event()
@@ -136,9 +138,14 @@ class InferenceHub:
     # --- the loop ---------------------------------------------------------------------------
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        last = -math.inf
         while True:
             await self._wake.wait()
+            wait = last + self.batch_interval - loop.time()
+            if wait > 0:  # let the audio of every stream arriving within the interval join this round
+                await asyncio.sleep(wait)
             self._wake.clear()
+            last = loop.time()
             jobs = [(s, s.take(), s.closing is not None) for s in list(self.sessions)
                     if s.pending or (s.closing is not None and not s.closing.done())]
             if not jobs:

@@ -39,10 +39,12 @@ def make_server(app: Any, settings: ServeSettings, log_level: str = "info") -> u
 
 
 @contextlib.contextmanager
-def background_server(app: Any, settings: ServeSettings, host: str = "127.0.0.1",
-                      port: int = 0) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a daemon thread; yields its base URL (``http://host:port``) once it serves."""
-    sock = bind(host, port)
+def background_server(app: Any, settings: ServeSettings, host: str = "127.0.0.1", port: int = 0,
+                      sock: socket.socket | None = None) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a daemon thread (on ``sock``, else a new socket on ``host:port``); yields its
+    base URL (``http://host:port``) once it serves."""
+    sock = sock or bind(host, port)
+    host = sock.getsockname()[0]
     server = make_server(app, settings, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
     thread.start()

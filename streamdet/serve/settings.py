@@ -20,6 +20,9 @@ class ServeSettings:
             from that client (TCP back-pressure) until inference catches up.
         max_detectors: most distinct stream/detect settings (hop, lookahead, thresholds) served at once; each
             needs its own model session.
+        batch_interval: seconds between inference rounds at the most: audio of every stream that arrives within
+            one interval is pushed together, so the windows that fall due in it run as one batch (adds up to
+            this much latency).
     """
 
     token: str | None = None
@@ -30,11 +33,14 @@ class ServeSettings:
     send_queue: int = 64
     max_pending_seconds: float = 10.0
     max_detectors: int = 4
+    batch_interval: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("max_streams", "max_frame_bytes", "max_body_bytes", "send_queue", "max_detectors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.batch_interval >= 0:
+            raise ValueError(f"batch_interval must be >= 0, got {self.batch_interval}")
         for name in ("idle_timeout", "max_pending_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
