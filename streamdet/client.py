@@ -37,7 +37,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(f'streamdet.client needs the websockets package ({exc}); install the serve extra: '
                       'pip install "streamdet[serve]"') from None
 
-__all__ = ["StreamClient", "StreamError", "stream", "stream_file", "stream_url"]
+__all__ = ["StreamClient", "StreamError", "open_websocket", "stream", "stream_file", "stream_url"]
+
+
+def open_websocket(url: str, **options: Any) -> ClientConnection:
+    """A connected ``websockets`` sync client connection (the caller closes it); ``options`` go to
+    ``websockets.sync.client.connect``. Entered as its context manager, which newer websockets expect."""
+    return connect(url, **options).__enter__()
 
 
 class StreamError(RuntimeError):
@@ -90,14 +96,17 @@ class StreamClient:
         self.channels = int(channels)
         self.sample_rate = int(sample_rate)
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self.ws: ClientConnection = connect(stream_url(url), additional_headers=headers, open_timeout=open_timeout,
-                                            max_size=None, close_timeout=10)
+        self.ws = open_websocket(stream_url(url), additional_headers=headers, open_timeout=open_timeout,
+                                 max_size=None, close_timeout=10)
         start: dict[str, Any] = {"sample_rate": self.sample_rate, "channels": self.channels, "format": format,
                                  "name": name, "scores": scores}
         for key, value in (("hop", hop), ("lookahead", lookahead), ("thresholds", thresholds)):
             if value is not None:
                 start[key] = value
-        self.ws.send(json.dumps(start))
+        try:
+            self.ws.send(json.dumps(start))
+        except ConnectionClosed:  # refused before it was read (token, stream limit): the error is queued
+            pass
         first = self._next()
         if first is None or first.get("type") != "ready":
             self.close()

@@ -146,21 +146,24 @@ class InferenceHub:
                 await asyncio.sleep(wait)
             self._wake.clear()
             last = loop.time()
-            jobs = [(s, s.take(), s.closing is not None) for s in list(self.sessions)
-                    if s.pending or (s.closing is not None and not s.closing.done())]
-            if not jobs:
-                continue
-            try:
-                results = await loop.run_in_executor(self._executor, self._round, jobs)
-            except Exception as exc:  # inference failed: every stream of the round is told, and closed
-                self.metrics.error("inference")
-                for session, _, _ in jobs:
-                    session.deliver({"type": "error", "message": f"inference failed: {type(exc).__name__}: {exc}"})
-                    if session.closing is not None and not session.closing.done():
-                        session.closing.set_exception(exc)
-                continue
-            for session, updates in results:
-                self._dispatch(session, updates)
+            await self._run_round(loop)  # (its locals end with it: a vanished stream is not held here)
+
+    async def _run_round(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = [(s, s.take(), s.closing is not None) for s in list(self.sessions)
+                if s.pending or (s.closing is not None and not s.closing.done())]
+        if not jobs:
+            return
+        try:
+            results = await loop.run_in_executor(self._executor, self._round, jobs)
+        except Exception as exc:  # inference failed: every stream of the round is told, and closed
+            self.metrics.error("inference")
+            for session, _, _ in jobs:
+                session.deliver({"type": "error", "message": f"inference failed: {type(exc).__name__}: {exc}"})
+                if session.closing is not None and not session.closing.done():
+                    session.closing.set_exception(exc)
+            return
+        for session, updates in results:
+            self._dispatch(session, updates)
 
     def _round(self, jobs: list[tuple[StreamSession, list[np.ndarray | int], bool]]
                ) -> list[tuple[StreamSession, list[Update]]]:
