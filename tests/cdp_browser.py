@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from websockets.sync.client import connect
+from streamdet.client import open_websocket
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -43,7 +43,7 @@ class Browser:
                 raise RuntimeError(f"chromium did not start: {err[-2000:]}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=30)
+        self.ws = open_websocket(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=30)
         self._ids = itertools.count(1)
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
