@@ -19,6 +19,7 @@ or drive a connection yourself (send blocks as they come, e.g. from a sound card
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -97,16 +98,14 @@ class StreamClient:
         self.sample_rate = int(sample_rate)
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.ws = open_websocket(stream_url(url), additional_headers=headers, open_timeout=open_timeout,
-                                 max_size=None, close_timeout=10)
+                                 max_size=None, close_timeout=10, compression=None)
         start: dict[str, Any] = {"sample_rate": self.sample_rate, "channels": self.channels, "format": format,
                                  "name": name, "scores": scores}
         for key, value in (("hop", hop), ("lookahead", lookahead), ("thresholds", thresholds)):
             if value is not None:
                 start[key] = value
-        try:
+        with contextlib.suppress(ConnectionClosed):  # refused before it was read (token, limit): the error is queued
             self.ws.send(json.dumps(start))
-        except ConnectionClosed:  # refused before it was read (token, stream limit): the error is queued
-            pass
         first = self._next()
         if first is None or first.get("type") != "ready":
             self.close()

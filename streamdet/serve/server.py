@@ -32,8 +32,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: Any, settings: ServeSettings, log_level: str = "info") -> uvicorn.Server:
-    """A uvicorn server for ``app`` whose WebSocket frame limit is ``settings.max_frame_bytes``."""
+    """A uvicorn server for ``app`` whose WebSocket frame limit is ``settings.max_frame_bytes`` (no compression)."""
     config = uvicorn.Config(app, ws="websockets-sansio", ws_max_size=settings.max_frame_bytes,
+                            ws_per_message_deflate=False,  # PCM hardly compresses: deflate would only cost CPU
                             log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
