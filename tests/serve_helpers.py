@@ -66,3 +66,56 @@ def refused(url: str, first: str | bytes | None, query: str = "", **kwargs: Any)
 
 
 START = json.dumps({"sample_rate": 16000, "channels": 1, "format": "f32le", "name": "t"})
+
+
+class SilentReader:
+    """A WebSocket client on a raw socket (websockets' sans-I/O protocol) that sends without reading anything
+    until :meth:`read_all`, with a small receive buffer: a client that reads slowly. (The threaded client of
+    ``websockets`` stops sending too while its receive queue is full, so it cannot play this part.)"""
+
+    def __init__(self, url: str, rcvbuf: int = 4096) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
+
+        self.protocol = ClientProtocol(parse_uri(ws_url(url)))
+        host, port = url.split("//")[1].split(":")
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect((host, int(port)))
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while not self.protocol.handshake_exc and self.protocol.state.name == "CONNECTING":
+            self.protocol.receive_data(self.sock.recv(65536))
+        self.pending = list(self.protocol.events_received())
+
+    def _flush(self) -> None:
+        self.sock.sendall(b"".join(self.protocol.data_to_send()))
+
+    def send(self, message: str | bytes) -> None:
+        """Send one text (str) or binary (bytes) message."""
+        if isinstance(message, str):
+            self.protocol.send_text(message.encode())
+        else:
+            self.protocol.send_binary(message)
+        self._flush()
+
+    def read_all(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """Now read: every JSON message until the server closes; ``close_code`` is set."""
+        self.sock.settimeout(timeout)
+        messages = []
+        while True:
+            for event in [*self.pending, *self.protocol.events_received()]:
+                if getattr(event, "opcode", None) is not None and event.opcode.name == "TEXT":
+                    messages.append(json.loads(event.data))
+            self.pending = []
+            self._flush()  # the answer to the server's close frame
+            if self.protocol.state.name == "CLOSED" or self.protocol.close_expected():
+                break
+            data = self.sock.recv(65536)
+            if not data:
+                self.protocol.receive_eof()
+                break
+            self.protocol.receive_data(data)
+        self.close_code = self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+        self.sock.close()
+        return messages
