@@ -4,8 +4,8 @@ The body is the file itself (any format libsndfile reads) or a multipart form wi
 the query may set ``hop``, ``lookahead`` and ``threshold`` (``ON`` or ``ON,OFF``). The file is spooled to
 a temporary file and run through :meth:`Detector.detect_file` (the same engine call as ``streamdet
 file``) in the server's file worker thread. Errors are JSON ``{"error": ...}``: 400 bad request or audio
-that cannot be decoded, 401 without the token, 413 over the body limit, 415 a content type or an audio
-format that is not supported, 503 when the detector settings asked for cannot be served now.
+that cannot be decoded, 401 without the token, 413 over the body limit, 415 a text or JSON content type or an
+audio format libsndfile does not recognise, 503 when the detector settings asked for cannot be served now.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..audio_io import AudioFileError
 from .context import ServerContext
 from .detectors import PoolFullError
 
-RAW_TYPES = ("audio/", "application/octet-stream")
+REFUSED_TYPES = ("text/", "application/json", "application/xml")  # anything else may be audio: libsndfile decides
 UNRECOGNISED = "Format not recognised"
 CHUNK = 1 << 16
 
@@ -127,13 +127,13 @@ async def _spool_body(request: Request, limit: int) -> tuple[str, str]:
         with os.fdopen(fd, "wb") as out:
             if content_type == "multipart/form-data":
                 name = await _copy_multipart(request, out, limit)
-            elif content_type == "" or content_type.startswith(RAW_TYPES):
+            elif content_type.startswith(REFUSED_TYPES):
+                raise HTTPProblemError(415, "unsupported_media", f"unsupported content type {content_type!r}: send the "
+                                       "audio file as the body (audio/*, application/octet-stream) or as the "
+                                       "multipart/form-data field 'file'")
+            else:  # audio/*, application/octet-stream, none, or curl's default x-www-form-urlencoded
                 name = "body"
                 await _copy_stream(_limited(request.stream(), limit), out)
-            else:
-                raise HTTPProblemError(415, "unsupported_media", f"unsupported content type {content_type!r}: send the "
-                                  "audio file as the body (audio/* or application/octet-stream) or as the "
-                                  "multipart/form-data field 'file'")
             if out.tell() == 0:
                 raise HTTPProblemError(400, "empty_body", f"{name}: empty (0 bytes): send an audio file")
     except BaseException:
