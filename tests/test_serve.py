@@ -6,6 +6,7 @@ compare with ``streamdet file`` use the bundled model and the bundled example cl
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import json
@@ -507,3 +508,23 @@ def test_client_streams_a_file_in_real_time_like_streamdet_file(band_server, ban
     assert got == expected and time.monotonic() - t0 >= 4.5
     assert stream_url("http://h:1") == "ws://h:1/v1/stream"
     assert stream_url("https://h/x/v1/stream", token="t") == "wss://h/x/v1/stream?token=t"
+
+
+def test_the_send_queue_drops_the_oldest_scores_first_and_never_an_update():
+    from streamdet.serve.send_queue import SendQueue
+
+    dropped: list = []
+    queue = SendQueue(3, on_drop=dropped.append)
+    for message in ({"type": "scores", "time": 0.5}, {"type": "onset"}, {"type": "scores", "time": 1.0},
+                    {"type": "offset"}, {"type": "onset"}, {"type": "scores", "time": 1.5}, {"type": "offset"}):
+        queue.put(message)
+    assert [m["time"] for m in dropped] == [0.5, 1.0, 1.5]
+    assert len(queue) == 4 and not queue.overflowed
+    for _ in range(9):
+        queue.put({"type": "onset"})
+    assert queue.overflowed  # 13 updates > 4 x 3: the connection closes such a client (1008)
+
+    async def everything() -> list:
+        return [(await queue.get())["type"] for _ in range(len(queue))]
+
+    assert asyncio.run(everything()) == ["onset", "offset", "onset", "offset"] + ["onset"] * 9  # in order

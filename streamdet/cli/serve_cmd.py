@@ -61,11 +61,7 @@ def serve_command(
     except ImportError as exc:
         fail(str(exc) if "streamdet[serve]" in str(exc) else f"{exc}; install the serve extra: "
              'pip install "streamdet[serve]"', 2)
-    spec = parse_thresholds(threshold, thresholds)
-    for name, value in (("--median-filter", median_filter), ("--min-duration", min_duration),
-                        ("--min-gap", min_gap)):
-        if value is not None and not value >= 0:
-            fail(f"{name} must be >= 0, got {value}", 2)
+    spec = parse_thresholds(threshold, thresholds)  # (negative post-processing values: the Detector says so, exit 2)
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, got {threads}", 2)
     try:
