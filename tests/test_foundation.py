@@ -88,6 +88,10 @@ def test_regular_wheel_contains_every_module(tmp_path: Path) -> None:
         for py in (ROOT / src).rglob("*.py"):
             expected.add(f"{dst}/{py.relative_to(ROOT / src).as_posix()}")
     assert expected - names == set(), f"missing from the wheel: {sorted(expected - names)}"
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:  # package data: the page of `streamdet serve`
+        assert "streamdet/serve/static/index.html" in zf.namelist()
     # and it installs and imports on its own
     target = tmp_path / "site"
     result = subprocess.run(

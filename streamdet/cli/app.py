@@ -55,3 +55,6 @@ app.command("export")(export_cmd.export_command)
 from . import bench_cmd  # noqa: E402
 
 app.command("bench")(bench_cmd.bench_command)
+from . import serve_cmd  # noqa: E402
+
+app.command("serve")(serve_cmd.serve_command)

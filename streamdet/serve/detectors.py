@@ -1,0 +1,118 @@
+"""One shared :class:`~streamdet.Detector` per distinct setting of hop, lookahead and thresholds.
+
+Every stream and file that uses the server's own settings shares the default detector, so windows of
+different streams that are due together run as one batch. A client may ask for another hop, lookahead or
+thresholds; a detector with those settings is made once and shared by everyone who asks for the same,
+and dropped when the last of them is done (at most ``limit`` detectors at once, each with its own model
+session).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..postprocess import ThresholdSpec, resolve_thresholds
+
+if TYPE_CHECKING:
+    from ..detector import Detector
+
+# (hop, lookahead, thresholds) -> a new Detector with the server's other settings (model, device, post-processing).
+DetectorFactory = Callable[[float, float, Mapping[str, tuple[float, float]]], "Detector"]
+SettingsKey = tuple[float, float, tuple[tuple[str, tuple[float, float]], ...]]
+
+
+class PoolFullError(RuntimeError):
+    """Every detector slot is in use by other settings."""
+
+
+class DetectorPool:
+    """Shared detectors by settings. ``acquire`` / ``release`` in pairs; thread-safe."""
+
+    def __init__(self, default: Detector, factory: DetectorFactory, limit: int = 4,
+                 median_filter: float = 0.0) -> None:
+        self.default = default
+        self.median_filter = float(median_filter)
+        self._factory = factory
+        self._limit = max(1, int(limit))
+        self._lock = threading.Lock()
+        self._detectors: dict[SettingsKey, Detector] = {self.key(default.hop, default.lookahead,
+                                                                 default.thresholds): default}
+        self._users: dict[int, int] = {}
+
+    @staticmethod
+    def key(hop: float, lookahead: float, thresholds: Mapping[str, tuple[float, float]]) -> SettingsKey:
+        """The identity of a detector's settings."""
+        pairs = tuple(sorted((label, (float(on), float(off))) for label, (on, off) in thresholds.items()))
+        return (round(float(hop), 9), round(float(lookahead), 9), pairs)
+
+    def resolve(self, hop: float | None, lookahead: float | None,
+                thresholds: ThresholdSpec) -> tuple[float, float, dict[str, tuple[float, float]]]:
+        """The full settings a request asks for: unset ones are the server's; thresholds override the
+        server's per class (a ValueError names a bad value or an unknown label)."""
+        d = self.default
+        if hop is not None and not hop > 0:
+            raise ValueError(f"hop must be positive, got {hop}")
+        if lookahead is not None and not lookahead >= 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        merged = resolve_thresholds(d.labels, d.thresholds, thresholds)
+        return (d.hop if hop is None else float(hop), d.lookahead if lookahead is None else float(lookahead), merged)
+
+    def acquire(self, hop: float | None = None, lookahead: float | None = None,
+                thresholds: ThresholdSpec = None) -> Detector:
+        """The detector for these settings (made when new: may take a second; call it off the event loop)."""
+        h, la, th = self.resolve(hop, lookahead, thresholds)
+        key = self.key(h, la, th)
+        with self._lock:
+            det = self._detectors.get(key)
+            if det is None:
+                self._evict_unused()
+                if len(self._detectors) >= self._limit:
+                    raise PoolFullError(f"{self._limit} different detector settings are in use; use the server's "
+                                        "hop, lookahead and thresholds or try again later")
+                det = self._factory(h, la, th)
+                self._detectors[key] = det
+            self._users[id(det)] = self._users.get(id(det), 0) + 1
+            return det
+
+    def release(self, det: Detector) -> None:
+        """One user of ``det`` is done (unused non-default detectors are dropped when room is needed)."""
+        with self._lock:
+            left = self._users.get(id(det), 0) - 1
+            if left > 0:
+                self._users[id(det)] = left
+            else:
+                self._users.pop(id(det), None)
+
+    def _evict_unused(self) -> None:
+        for key, det in list(self._detectors.items()):
+            if det is not self.default and id(det) not in self._users:
+                del self._detectors[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._detectors)
+
+
+def model_info(det: Detector, median_filter: float = 0.0) -> dict[str, Any]:
+    """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, rates, window,
+    step, hop, lookahead, thresholds and post-processing."""
+    meta = det.metadata
+    return {
+        "model": det.session.path.stem,
+        "labels": det.labels,
+        "sample_rate": meta.sample_rate,
+        "window": meta.window_seconds,
+        "step": meta.step_seconds,
+        "hop": det.hop,
+        "lookahead": det.lookahead,
+        "frame": det.frame_seconds,
+        "thresholds": {label: list(pair) for label, pair in det.thresholds.items()},
+        "postprocessing": {
+            "median_filter": median_filter,
+            "min_duration": dict(det.min_duration),
+            "min_gap": dict(det.min_gap),
+        },
+        "latency_bound": det.latency_bound,
+    }
