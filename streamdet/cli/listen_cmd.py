@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from . import listen_sources
 from .common import (
     MODEL_HELP,
     THRESHOLD_HELP,
@@ -211,6 +212,14 @@ def listen_command(
     sample_rate: float | None = typer.Option(None, "--sample-rate", help="Open the device at this rate instead of "
                                                                          "its default.", show_default=False),
     compute: str = typer.Option("auto", "--compute", help="Inference device: auto, cpu, cuda or cuda:N."),
+    # --- network sources and MQTT (issue 20): streamdet/cli/listen_sources.py ---
+    url: list[str] | None = typer.Option(None, "--url", "-u", help=listen_sources.URL_HELP, show_default=False),
+    reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Reopen a --url network source that "
+                                                                             "drops, with back-off."),
+    mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
+    mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help="First topic level of the MQTT messages."),
+    discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
+                                         help="Home Assistant's MQTT discovery prefix ('' sends no discovery)."),
 ) -> None:
     """Detect sound events live on an audio input device.
 
@@ -228,9 +237,19 @@ def listen_command(
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
     spec = parse_thresholds(threshold, thresholds)
+    sources = listen_sources.parse_urls(url) if url else None
+    if sources and device is not None:
+        fail("give either --device or --url (a device and network sources in one process are not supported yet)", 2)
+    listen_sources.check_mqtt(mqtt)
     det = load_detector(model, compute, hop, lookahead, spec)
+    if sources:
+        typer.echo(model_line(det), err=True)
+        publisher = listen_sources.open_publisher(mqtt, det, [s.name for s in sources], mqtt_prefix, discovery_prefix)
+        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect))
     dev = _device_arg(device)
     live = _open(det, dev, sample_rate)
+    publisher = listen_sources.open_publisher(mqtt, det, [live.stream.name], mqtt_prefix, discovery_prefix)
+    live.on_event = publisher
     device_label = "default input" if dev is None else str(dev)
     typer.echo(model_line(det), err=True)
     code = _wait_for_audio(live, device_label)
@@ -238,6 +257,7 @@ def listen_command(
         typer.echo(f"listening on {device_label} at {live.sample_rate:g} Hz"
                    f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)", err=True)
         code = _run(det, live, output_format, duration, device_label)
+    listen_sources.close_publisher(publisher)
     raise typer.Exit(code)
 
 
