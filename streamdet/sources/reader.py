@@ -35,7 +35,7 @@ from .urls import SourceSpec
 STREAM_EXTRA_HINT = 'reading network, camera and piped audio needs PyAV: pip install "streamdet[stream]"'
 GAP_TOLERANCE = 0.1  # seconds: a larger jump in the decoded timestamps is lost audio
 # Small probes: a live stream starts within a fraction of a second instead of after ffmpeg's default 5 s probe.
-OPEN_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+OPEN_OPTIONS = {"probesize": "16384", "analyzeduration": "300000"}
 
 _wall_clock = time.time
 
@@ -60,7 +60,8 @@ class SourceStatus:
     """A change of a source's connection, for the live view, JSON lines and logs.
 
     ``type`` is ``connected`` (first connection or a reconnection: ``lost`` is the audio, in seconds,
-    that the outage cost and that the stream reads as silence), ``disconnected`` (``reason`` says why;
+    that the outage cost and that the stream reads as silence; ``wall_time`` is when the successful
+    attempt began, where its audio starts), ``disconnected`` (``reason`` says why;
     the source retries with back-off) or ``ended`` (the file or pipe ended, or the source stopped).
     """
 
@@ -215,6 +216,8 @@ class SourceReader:
             if not container.streams.audio:
                 return "no audio stream"
             return self._decode(av, container, connect_time)
+        except av.ExitError:  # the read timeout interrupted a read
+            return f"no data for {self.timeouts[1]:g} s"
         except (av.FFmpegError, OSError) as exc:
             return short_reason(exc)
         finally:
@@ -258,7 +261,8 @@ class SourceReader:
         self.state = "live"
         self.backoff.reset()
         seconds = max(0, lost) / self.sample_rate if self.sample_rate else 0.0
-        self.feed.status(SourceStatus("connected", self.spec.name, _wall_clock(), self.reconnects, lost=seconds))
+        # The wall time of a connection is when the successful attempt began: its audio starts there.
+        self.feed.status(SourceStatus("connected", self.spec.name, connect_time, self.reconnects, lost=seconds))
 
     def _disconnected(self, reason: str) -> None:
         if self.state != "reconnecting":  # one status per outage, not one per failed attempt
