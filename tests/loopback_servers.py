@@ -108,8 +108,8 @@ class Mosquitto:
     """A Mosquitto broker on a free loopback port, with persistence (so a restart keeps the subscriber's
     session and its queued QoS 1 messages, as a production broker does)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.workdir = workdir
         self.config = workdir / "mosquitto.conf"
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
@@ -152,6 +152,7 @@ class Subscriber:
 
     url: str
     topic: str = "#"
+    name: str = "sub"
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -162,7 +163,7 @@ class Subscriber:
         address = BrokerAddress.parse(self.url)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{address.port}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{self.name}-{address.port}",
                                   clean_session=False)
         self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda *_: self._subscribed.set()

@@ -145,13 +145,27 @@ def test_listen_to_standard_input_matches_file_mode(cli, det: streamdet.Detector
 @pytest.mark.slow
 def test_local_file_plays_in_real_time_with_the_events_of_file_mode(det: streamdet.Detector, clip: Path) -> None:
     t0 = time.time()
-    items = run_group(SourceGroup(det, [f"rec={clip}"]), timeout=30)
+    group = SourceGroup(det, [f"rec={clip}"])
+    items = run_group(group, timeout=30)
     elapsed = time.time() - t0
     assert 3.9 <= elapsed < 8, elapsed  # the 4 s clip is paced like a camera, not read at once
     assert events_of(items) == file_events(det, clip)  # the same PCM samples: the same events
     onsets = [u for u in items if getattr(u, "type", "") == "onset"]
     # wall times: the clip started playing at about t0
     assert all(abs(u.wall_time - (t0 + u.onset)) < 0.5 for u in onsets), [(u.wall_time - t0, u.onset) for u in onsets]
+    # The terminal view of `listen --url` shows the source, its state, position and lost audio, and the events.
+    from rich.console import Console
+
+    from streamdet.cli.listen_sources import SourcesView
+
+    view = SourcesView(group)
+    for item in items:
+        view.add(item)
+    console = Console(width=120, record=True, force_terminal=False)
+    console.print(view.render())
+    text = console.export_text()
+    assert "rec" in text and "ended" in text and "4.0" in text and "0.00" in text
+    assert "offset knock" in text and "connected" in text
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
