@@ -143,13 +143,15 @@ def test_listen_to_standard_input_matches_file_mode(cli, det: streamdet.Detector
 
 
 @pytest.mark.slow
-def test_local_file_plays_in_real_time_with_the_events_of_file_mode(det: streamdet.Detector, clip: Path) -> None:
+def test_local_files_play_in_real_time_with_the_events_of_file_mode(det: streamdet.Detector, clip: Path) -> None:
+    """Two recordings standing in for two cameras, in one group (their windows share inference calls)."""
     t0 = time.time()
-    group = SourceGroup(det, [f"rec={clip}"])
+    group = SourceGroup(det, [f"rec={clip}", f"rec2=file:{clip}"])
     items = run_group(group, timeout=30)
     elapsed = time.time() - t0
     assert 3.9 <= elapsed < 8, elapsed  # the 4 s clip is paced like a camera, not read at once
-    assert events_of(items) == file_events(det, clip)  # the same PCM samples: the same events
+    for name in ("rec", "rec2"):  # the same PCM samples: the same events
+        assert events_of(i for i in items if i.stream == name) == file_events(det, clip)
     onsets = [u for u in items if getattr(u, "type", "") == "onset"]
     # wall times: the clip started playing at about t0
     assert all(abs(u.wall_time - (t0 + u.onset)) < 0.5 for u in onsets), [(u.wall_time - t0, u.onset) for u in onsets]
@@ -164,7 +166,7 @@ def test_local_file_plays_in_real_time_with_the_events_of_file_mode(det: streamd
     console = Console(width=120, record=True, force_terminal=False)
     console.print(view.render())
     text = console.export_text()
-    assert "rec" in text and "ended" in text and "4.0" in text and "0.00" in text
+    assert "rec2" in text and "ended" in text and "4.0" in text and "0.00" in text
     assert "offset knock" in text and "connected" in text
 
 

@@ -224,6 +224,8 @@ class SourceGroup:
             elif kind == "lost" and stream is not None:
                 self._deliver(stream.push_lost(value))
             elif kind == "status":
+                if value.type == "ended" and stream is not None:
+                    self._close_stream(stream)  # the last updates of a source come before its end
                 self._outbox.put(value)
                 if self.on_status is not None:
                     self.on_status(value)

@@ -9,7 +9,8 @@ Clock and lost audio (the contract of PortAudio overflows, DESIGN.md §3):
 
 - The stream's sample 0 is anchored to wall-clock time: ``origin`` is the smallest
   ``arrival time − position`` seen, i.e. the earliest start consistent with every chunk's arrival
-  (a burst of buffered audio after connecting does not move it later).
+  (a burst of buffered audio after connecting does not move it later; the decoder's tail at the end
+  of a connection does not count).
 - When a connection drops, the source is reopened with exponential back-off (0.5 s doubling up to
   ``backoff_max``). On reconnection the audio that should have arrived since the origin but did not
   (``(connect time − origin) · rate − samples so far``) is reported as lost: the stream reads it as
@@ -246,8 +247,8 @@ class SourceReader:
                     expected = frame.time + frame.samples / frame.sample_rate
                 for out in resampler.resample(frame):
                     self._deliver(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            self._deliver(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):  # the resampler's tail arrives at once: no clock anchor
+            self._deliver(out.to_ndarray().reshape(-1), anchor=False)
         return None
 
     def _on_connected(self, connect_time: float) -> None:
@@ -275,7 +276,7 @@ class SourceReader:
             self._pushed += frames
             self.feed.lost(self.spec.name, frames)
 
-    def _deliver(self, samples: np.ndarray) -> None:
+    def _deliver(self, samples: np.ndarray, anchor: bool = True) -> None:
         if samples.size == 0 or self.sample_rate is None:
             return
         end = self._pushed + samples.size
@@ -287,7 +288,7 @@ class SourceReader:
             if delay > 0:
                 self._stop.wait(delay)
         candidate = _wall_clock() - end / self.sample_rate
-        if self._origin is None or candidate < self._origin - 1e-3:
+        if self._origin is None or (anchor and candidate < self._origin - 1e-3):
             self._origin = candidate
             self.feed.origin(self.spec.name, candidate)
         self.feed.audio(self.spec.name, np.ascontiguousarray(samples, dtype=np.float32))
