@@ -167,7 +167,7 @@ def test_local_files_play_in_real_time_with_the_events_of_file_mode(det: streamd
     console.print(view.render())
     text = console.export_text()
     assert "rec2" in text and "ended" in text and "4.0" in text and "0.00" in text
-    assert "offset knock" in text and "connected" in text
+    assert "offset knock" in text and "end of stream" in text
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
