@@ -17,7 +17,7 @@ import soundfile as sf
 from loopback_servers import RtspServer, convert, ffmpeg, free_port, serve_http, stop
 
 import streamdet
-from streamdet.sources import SourceGroup, SourceStatus, decode_audio, parse_source, parse_sources
+from streamdet.sources import ReaderSettings, SourceGroup, SourceStatus, decode_audio, parse_source, parse_sources
 
 EXAMPLE = Path(streamdet.__file__).parent / "bundled" / "example.wav"
 
@@ -187,7 +187,8 @@ def test_http_stream_matches_file_mode_on_the_same_audio(det: streamdet.Detector
     server = serve_http(served, port, fmt, *extra)
     try:
         time.sleep(0.3)
-        items = run_group(SourceGroup(det, [f"web=http://127.0.0.1:{port}/"], reconnect=False), timeout=30)
+        group = SourceGroup(det, [f"web=http://127.0.0.1:{port}/"], settings=ReaderSettings(reconnect=False))
+        items = run_group(group, timeout=30)
     finally:
         stop(server)
     statuses = [i for i in items if isinstance(i, SourceStatus)]
@@ -205,7 +206,8 @@ def test_source_that_dies_and_comes_back_counts_the_gap_and_keeps_wall_time(det:
     sf.write(second, audio[12 * sr : 14 * sr], sr)  # the second knock (12.12 s in the example) at 0.12 s
     port = free_port()
     servers = [serve_http(first, port, "wav")]
-    group = SourceGroup(det, [f"cam=http://127.0.0.1:{port}/"], backoff_max=1.0, read_timeout=3.0)
+    settings = ReaderSettings(backoff_max=1.0, read_timeout=3.0)
+    group = SourceGroup(det, [f"cam=http://127.0.0.1:{port}/"], settings=settings)
     items: list = []
     try:
         time.sleep(0.3)
@@ -260,7 +262,7 @@ def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path:
     publisher = server.publish(padded)
     try:
         time.sleep(0.5)
-        group = SourceGroup(det, [f"cam={server.url()}"], reconnect=False, read_timeout=2.0)
+        group = SourceGroup(det, [f"cam={server.url()}"], settings=ReaderSettings(reconnect=False, read_timeout=2.0))
         items = run_group(group, timeout=30)
     finally:
         stop(publisher)

@@ -38,12 +38,13 @@ RECENT_EVENTS = 8
 
 def parse_urls(urls: list[str]) -> list[SourceSpec]:
     """The ``--url`` values as named sources (exit 2 when malformed, or when PyAV is missing)."""
-    from ..sources import StreamExtraMissingError, import_av, parse_sources
+    from ..extras import ExtraMissingError
+    from ..sources import import_av, parse_sources
 
     try:
         specs = parse_sources(urls)
         import_av()
-    except StreamExtraMissingError as exc:
+    except ExtraMissingError as exc:
         fail(str(exc), 2)
     except ValueError as exc:
         fail(f"--url: {exc}", 2)
@@ -54,12 +55,13 @@ def check_mqtt(mqtt: str | None) -> None:
     """Exit 2 before anything starts when ``--mqtt`` is malformed or paho-mqtt is missing."""
     if mqtt is None:
         return
-    from ..integrations.mqtt import BrokerAddress, MqttExtraMissingError, import_paho
+    from ..extras import ExtraMissingError
+    from ..integrations.mqtt import BrokerAddress, import_paho
 
     try:
         BrokerAddress.parse(mqtt)
         import_paho()
-    except MqttExtraMissingError as exc:
+    except ExtraMissingError as exc:
         fail(str(exc), 2)
     except ValueError as exc:
         fail(str(exc), 2)
@@ -135,9 +137,9 @@ class SourcesView:
 def listen_to_sources(det: Detector, specs: list[SourceSpec], output_format: str, duration: float | None,
                       publisher: MqttPublisher | None, reconnect: bool = True) -> int:
     """Run the sources until they end, ``duration`` passes or Ctrl-C; return the exit code."""
-    from ..sources import SourceGroup
+    from ..sources import ReaderSettings, SourceGroup
 
-    group = SourceGroup(det, specs, on_update=publisher, reconnect=reconnect)
+    group = SourceGroup(det, specs, on_update=publisher, settings=ReaderSettings(reconnect=reconnect))
     view = SourcesView(group) if output_format == "live" else None
     n_events = 0
 

@@ -41,8 +41,8 @@ from urllib.parse import unquote, urlsplit
 
 from .._version import __version__
 from ..events import Update
+from ..extras import import_extra
 
-MQTT_EXTRA_HINT = 'publishing to MQTT needs paho-mqtt: pip install "streamdet[mqtt]"'
 DEFAULT_PREFIX = "streamdet"
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 DEFAULT_QUEUE_LIMIT = 10000
@@ -50,17 +50,10 @@ QOS = 1
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class MqttExtraMissingError(ImportError):
-    """paho-mqtt is not installed; the message says how to install the ``mqtt`` extra."""
-
-
 def import_paho() -> Any:
-    """Import ``paho.mqtt.client``, or raise :class:`MqttExtraMissingError` naming ``pip install "streamdet[mqtt]"``."""
-    try:
-        import paho.mqtt.client as mqtt_client
-    except ImportError as exc:
-        raise MqttExtraMissingError(MQTT_EXTRA_HINT) from exc
-    return mqtt_client
+    """Import ``paho.mqtt.client``, or raise :class:`~streamdet.extras.ExtraMissingError` naming
+    ``pip install "streamdet[mqtt]"``."""
+    return import_extra("paho.mqtt.client", "mqtt", "publishing to MQTT (paho-mqtt)")
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,23 @@
   (``streamdet file -``).
 
 Importing this package does not import PyAV; opening a source does, and without it raises
-:class:`StreamExtraMissingError` naming ``pip install "streamdet[stream]"``.
+:class:`~streamdet.extras.ExtraMissingError` naming ``pip install "streamdet[stream]"``.
 """
 
 from __future__ import annotations
 
 from .decode import DecodedRun, decode_audio
 from .group import SourceGroup
-from .reader import STREAM_EXTRA_HINT, SourceReader, SourceStatus, StreamExtraMissingError, import_av
+from .reader import ReaderSettings, SourceReader, SourceStatus, import_av
 from .urls import SourceSpec, parse_source, parse_sources
 
 __all__ = [
-    "STREAM_EXTRA_HINT",
     "DecodedRun",
+    "ReaderSettings",
     "SourceGroup",
     "SourceReader",
     "SourceSpec",
     "SourceStatus",
-    "StreamExtraMissingError",
     "decode_audio",
     "import_av",
     "parse_source",

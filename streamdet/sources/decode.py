@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio_io import AudioFileError
-from .reader import SourceReader, SourceStatus, StreamExtraMissingError
+from ..extras import ExtraMissingError
+from .reader import ReaderSettings, SourceReader, SourceStatus
 from .urls import SourceSpec, default_name
 
 if TYPE_CHECKING:
@@ -45,12 +46,13 @@ class _QueueFeed:
 def decode_audio(location: str) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(sample_rate, samples)`` (float32 mono) of ``location`` (``-`` is standard input) in
     order, without pacing. Raises :class:`~streamdet.audio_io.AudioFileError` naming the location when it
-    cannot be opened or decoded, or holds no audio; :class:`StreamExtraMissingError` without PyAV."""
+    cannot be opened or decoded, or holds no audio; :class:`~streamdet.extras.ExtraMissingError` without PyAV."""
     from .reader import import_av
 
     import_av()  # fail here, in the caller's thread, when the extra is missing
     feed = _QueueFeed()
-    reader = SourceReader(SourceSpec(default_name(location), location), feed, reconnect=False, realtime=False)
+    settings = ReaderSettings(reconnect=False, realtime=False)
+    reader = SourceReader(SourceSpec(default_name(location), location), feed, settings)
     reader.start()
     rate = 0
     total = 0
@@ -103,7 +105,7 @@ class DecodedRun:
                     self.stream = self.detector.stream(rate, 1, name=self.name, record_scores=self.record_scores,
                                                        source=self.location)
                 self.stream.push(samples)
-        except StreamExtraMissingError as exc:
+        except ExtraMissingError as exc:
             raise AudioFileError(self.location, str(exc)) from None
         if self.stream is not None:
             self.stream.close()

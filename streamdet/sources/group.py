@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..events import Update
-from .reader import SourceReader, SourceStatus
+from .reader import ReaderSettings, SourceReader, SourceStatus
 from .urls import SourceSpec, parse_source
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ class SourceGroup:
         sources: ``[name=]location`` strings or :class:`SourceSpec` objects.
         on_update: called with every update (from the pump thread), e.g. an MQTT publisher.
         on_status: called with every connection change.
-        reconnect: reopen network sources that drop (with back-off); files and pipes end either way.
-        realtime: pace decoding to real time (None: local files only).
-        backoff_max, open_timeout, read_timeout: see :class:`SourceReader`.
+        settings: how the sources connect (reconnect, real-time pacing, back-off, timeouts).
     """
 
     def __init__(
@@ -55,22 +53,14 @@ class SourceGroup:
         *,
         on_update: Callable[[Update], Any] | None = None,
         on_status: Callable[[SourceStatus], Any] | None = None,
-        reconnect: bool = True,
-        realtime: bool | None = None,
-        backoff_max: float = 30.0,
-        open_timeout: float = 10.0,
-        read_timeout: float = 5.0,
+        settings: ReaderSettings | None = None,
     ) -> None:
         self.detector = detector
         self.specs = [s if isinstance(s, SourceSpec) else parse_source(s) for s in sources]
         self.on_update = on_update
         self.on_status = on_status
         self.streams: dict[str, Stream] = {}
-        self.readers = {
-            spec.name: SourceReader(spec, self, reconnect=reconnect, realtime=realtime, backoff_max=backoff_max,
-                                    open_timeout=open_timeout, read_timeout=read_timeout)
-            for spec in self.specs
-        }
+        self.readers = {spec.name: SourceReader(spec, self, settings) for spec in self.specs}
         self.final_updates: list[Update] = []
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()

@@ -31,9 +31,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..extras import import_extra
 from .urls import SourceSpec
 
-STREAM_EXTRA_HINT = 'reading network, camera and piped audio needs PyAV: pip install "streamdet[stream]"'
 GAP_TOLERANCE = 0.1  # seconds: a larger jump in the decoded timestamps is lost audio
 # Small probes: a live stream starts within a fraction of a second instead of after ffmpeg's default 5 s probe.
 OPEN_OPTIONS = {"probesize": "16384", "analyzeduration": "300000"}
@@ -43,17 +43,26 @@ _wall_clock = time.time
 StatusType = Literal["connected", "disconnected", "ended"]
 
 
-class StreamExtraMissingError(ImportError):
-    """PyAV is not installed; the message says how to install the ``stream`` extra."""
-
-
 def import_av() -> Any:
-    """Import PyAV, or raise :class:`StreamExtraMissingError` naming ``pip install "streamdet[stream]"``."""
-    try:
-        import av
-    except ImportError as exc:
-        raise StreamExtraMissingError(STREAM_EXTRA_HINT) from exc
-    return av
+    """Import PyAV, or raise :class:`~streamdet.extras.ExtraMissingError` naming ``pip install "streamdet[stream]"``."""
+    return import_extra("av", "stream", "reading cameras, network streams and piped audio (PyAV)")
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How a :class:`SourceReader` connects.
+
+    reconnect: reopen a network source that drops or cannot be reached (files and pipes just end).
+    realtime: pace decoding to real time; None: for local files only.
+    backoff_max: longest wait between two connection attempts, seconds.
+    open_timeout, read_timeout: seconds before a network open or read gives up (network sources only).
+    """
+
+    reconnect: bool = True
+    realtime: bool | None = None
+    backoff_max: float = 30.0
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,33 +137,19 @@ def short_reason(exc: BaseException) -> str:
 class SourceReader:
     """One source decoded in a daemon thread; see the module docstring for the clock rules.
 
-    Args:
-        spec: the named location.
-        feed: receives formats, samples, lost frames, the origin, statuses and the end.
-        reconnect: reopen a network source that drops or cannot be reached (files and pipes just end).
-        realtime: pace decoding to real time; None: for local files only.
-        backoff_max: longest wait between two connection attempts, seconds.
-        open_timeout, read_timeout: seconds before a network open or read gives up (network sources only).
+    ``spec`` names the location, ``feed`` receives formats, samples, lost frames, the origin, statuses and
+    the end; ``settings`` say how to connect.
     """
 
-    def __init__(
-        self,
-        spec: SourceSpec,
-        feed: Feed,
-        *,
-        reconnect: bool = True,
-        realtime: bool | None = None,
-        backoff_max: float = 30.0,
-        open_timeout: float = 10.0,
-        read_timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, spec: SourceSpec, feed: Feed, settings: ReaderSettings | None = None) -> None:
+        settings = settings or ReaderSettings()
         self.spec = spec
         self.feed = feed
         self.network = not (spec.is_local_file or spec.is_stdin)
-        self.reconnect = reconnect and self.network
-        self.realtime = spec.is_local_file if realtime is None else realtime
-        self.backoff = Backoff(0.5, backoff_max)
-        self.timeouts = (open_timeout, read_timeout)
+        self.reconnect = settings.reconnect and self.network
+        self.realtime = spec.is_local_file if settings.realtime is None else settings.realtime
+        self.backoff = Backoff(0.5, settings.backoff_max)
+        self.timeouts = (settings.open_timeout, settings.read_timeout)
         self.state = "connecting"
         self.reconnects = 0
         self.error: str | None = None  # why the source ended, when it ended on a failure
