@@ -214,3 +214,32 @@ def test_missing_paho_names_the_mqtt_extra() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert 'pip install "streamdet[mqtt]"' in result.stderr
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_listen_device_publishes_to_mqtt(cli, cli_case, pulse_sink: str, broker: Mosquitto, tmp_path: Path) -> None:
+    """The PortAudio input publishes through the same sink (a scene played into a PulseAudio null sink)."""
+    import os
+
+    import soundfile as sf
+
+    audio, truth = cli_case.scene([(0, 0.5, 1.0), (1, 2.0, 1.0)], 3.5, 48000)
+    wav = tmp_path / "scene.wav"
+    sf.write(wav, audio, 48000)
+    subscriber = Subscriber(broker.url)
+    env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
+    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(cli_case.model), "--hop",
+                             "0.25", "--format", "jsonl", "--duration", "6", "--mqtt", broker.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(2.5)  # the model loads and the device starts
+    subprocess.run(["paplay", "-d", pulse_sink, str(wav)], check=True, timeout=30)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    got = subscriber.wait_for(lambda ms: ms and ms[-1].payload == "offline")
+    subscriber.stop()
+    updates = [json.loads(line) for line in out.splitlines()]
+    assert [u["label"] for u in updates if u["type"] == "onset"] == [label for label, _, _ in truth], updates
+    assert [m.json() for m in got if m.topic == "streamdet/pulse/events"] == updates
+    assert [m.payload for m in got if m.topic == f"streamdet/pulse/{truth[0][0]}"] == ["OFF", "ON", "OFF"]
+    assert any(m.topic == "homeassistant/binary_sensor/streamdet_pulse/low/config" for m in got)

@@ -274,3 +274,12 @@ def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path:
     assert len(want) == 2 and -2.0 < shift < 0.5, (got, want)
     assert_within_one_hop(got, want, det.hop, shift)
     assert next(s.type for s in items if isinstance(s, SourceStatus)) == "connected"
+
+
+def test_url_usage_errors_exit_2(cli, clip: Path) -> None:
+    both = cli("listen", "--url", str(clip), "--device", "0")
+    assert both.returncode == 2 and "either --device or --url" in both.stderr
+    same = cli("listen", "--url", f"a={clip}", "--url", f"a={clip}")
+    assert same.returncode == 2 and "two sources are named 'a'" in same.stderr
+    broker = cli("listen", "--url", str(clip), "--mqtt", "http://broker.lan")
+    assert broker.returncode == 2 and "mqtt:// or mqtts://" in broker.stderr
