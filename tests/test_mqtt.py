@@ -232,7 +232,10 @@ def test_listen_device_publishes_to_mqtt(cli, cli_case, pulse_sink: str, broker:
     proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(cli_case.model), "--hop",
                              "0.25", "--format", "jsonl", "--duration", "6", "--mqtt", broker.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(2.5)  # the model loads and the device starts
+    for line in proc.stderr:  # the model loads and the device starts
+        if line.startswith("listening on"):
+            break
+    time.sleep(0.6)  # PortAudio's input timestamps settle during the device's first few hundred ms
     subprocess.run(["paplay", "-d", pulse_sink, str(wav)], check=True, timeout=30)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
