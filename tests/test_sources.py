@@ -283,3 +283,25 @@ def test_url_usage_errors_exit_2(cli, clip: Path) -> None:
     assert same.returncode == 2 and "two sources are named 'a'" in same.stderr
     broker = cli("listen", "--url", str(clip), "--mqtt", "http://broker.lan")
     assert broker.returncode == 2 and "mqtt:// or mqtts://" in broker.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_closes_the_open_events_of_every_source_and_exits_130(cli, clip: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen([*cli.command, "listen", "--url", f"rec={clip}", "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **cli.interruptible)
+    lines = []
+    for line in proc.stdout:  # wait until the knock has begun
+        lines.append(json.loads(line))
+        if lines[-1]["type"] == "onset" and lines[-1]["label"] == "knock":
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines += [json.loads(line) for line in out.splitlines()]
+    knock = [d for d in lines if d.get("label") == "knock"]
+    assert [d["type"] for d in knock] == ["onset", "offset"]  # closed at the stop, before the clip's knock ends
+    assert knock[1]["offset"] < 2.75
+    assert lines[-1]["type"] == "ended" and lines[-1]["reason"] == "stopped"
+    assert "interrupted" in err and "rec: listened" in err

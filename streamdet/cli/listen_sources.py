@@ -28,11 +28,12 @@ if TYPE_CHECKING:
     from ..integrations.mqtt import MqttPublisher
     from ..sources import SourceGroup, SourceSpec
 
-URL_HELP = ("Audio to listen to instead of a device, repeatable: [NAME=]URL, any location ffmpeg reads "
+URL_HELP = (r"Audio to listen to instead of a device, repeatable: \[NAME=]URL, any location ffmpeg reads "
             "(rtsp://, http(s)://, udp://, tcp://, srt://, a local file played in real time, - for standard "
             "input). Needs the stream extra.")
-MQTT_HELP = ("Publish states, events and Home Assistant discovery to this broker: mqtt[s]://[user:pass@]host[:port] "
-             "(needs the mqtt extra).")
+# (rich reads "[s]" as markup in --help: the brackets are escaped)
+MQTT_HELP = ("Publish states, events and Home Assistant discovery to this broker: "
+             r"mqtt\[s]://\[user:pass@]host\[:port] (needs the mqtt extra).")
 RECENT_EVENTS = 8
 
 
