@@ -5,6 +5,7 @@ Each starts a real process on a free loopback port and is stopped by the test (`
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import socket
@@ -108,19 +109,25 @@ class Mosquitto:
     """A Mosquitto broker on a free loopback port, with persistence (so a restart keeps the subscriber's
     session and its queued QoS 1 messages, as a production broker does)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) files for a TLS listener (``mqtts://``)."""
         self.port = port or free_port()
         self.workdir = workdir
+        self.tls = tls is not None
         self.config = workdir / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                               f"persistence_location {workdir}/\n", encoding="utf-8")
+        # `user`: as root, Mosquitto would switch to its own user, which cannot read the test's files.
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+                 "persistence true", f"persistence_location {workdir}/"]
+        if tls is not None:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
+        self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.proc: subprocess.Popen | None = None
         self.start()
 
     @property
     def url(self) -> str:
-        """The broker's ``mqtt://`` URL."""
-        return f"mqtt://127.0.0.1:{self.port}"
+        """The broker's ``mqtt://`` (or ``mqtts://localhost``) URL."""
+        return f"mqtts://localhost:{self.port}" if self.tls else f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start (or restart) the broker on the same port."""
@@ -131,6 +138,15 @@ class Mosquitto:
     def stop(self) -> None:
         """Stop the broker (it saves its persistence file)."""
         stop(self.proc)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` (and 127.0.0.1) made with openssl: (certificate, key)."""
+    cert, key = folder / "broker.crt", folder / "broker.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 @dataclass
@@ -153,6 +169,7 @@ class Subscriber:
     url: str
     topic: str = "#"
     name: str = "sub"
+    cafile: Path | None = None
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -165,13 +182,21 @@ class Subscriber:
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{self.name}-{address.port}",
                                   clean_session=False)
-        self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        if self.cafile is not None:
+            self.client.tls_set(ca_certs=str(self.cafile))
         self.client.connect(address.host, address.port)
         self.client.loop_start()
         assert self._subscribed.wait(10), "the subscriber could not subscribe"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not flags.session_present:  # a resumed session keeps its subscription (a new one would replay retained)
+            client.subscribe(self.topic, qos=1)
+        else:
+            self._subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:

@@ -246,3 +246,36 @@ def test_listen_device_publishes_to_mqtt(cli, cli_case, pulse_sink: str, broker:
     assert [m.json() for m in got if m.topic == "streamdet/pulse/events"] == updates
     assert [m.payload for m in got if m.topic == f"streamdet/pulse/{truth[0][0]}"] == ["OFF", "ON", "OFF"]
     assert any(m.topic == "homeassistant/binary_sensor/streamdet_pulse/low/config" for m in got)
+
+
+@pytest.mark.slow
+def test_mqtts_uses_tls_and_verifies_the_broker(cli, tmp_path: Path) -> None:
+    """``mqtts://``: TLS against a broker with a self-signed certificate, trusted through SSL_CERT_FILE (the
+    system's trust store otherwise); a broker the client cannot verify gets nothing."""
+    import os
+
+    from loopback_servers import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path)
+    broker = Mosquitto(tmp_path, tls=(cert, key))
+    try:
+        subscriber = Subscriber(broker.url, cafile=cert)
+        clip = tmp_path / "silence.wav"
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(clip, np.zeros(8000, np.float32), 16000)
+        trusted = cli("listen", "--url", f"quiet={clip}", "--mqtt", broker.url, "--format", "jsonl",
+                      env={**os.environ, "SSL_CERT_FILE": str(cert)}, timeout=60)
+        assert trusted.returncode == 0, trusted.stderr
+        got = subscriber.wait_for(lambda ms: ms and ms[-1].payload == "offline")
+        assert [m.payload for m in got if m.topic == "streamdet/status"] == ["online", "offline"]
+        assert "7 message(s) sent, 0 unsent" in trusted.stderr  # the OFF states of the 7 classes
+        subscriber.stop()
+        untrusted = MqttPublisher(broker.url, LABELS).start()  # the system's trust store: the broker is unknown
+        untrusted.add_stream("quiet")
+        time.sleep(1.5)
+        untrusted.close(timeout=0.5)
+        assert untrusted.stats() == {**untrusted.stats(), "connections": 0, "sent": 0, "queued": len(LABELS)}
+    finally:
+        broker.stop()
