@@ -305,3 +305,21 @@ def test_ctrl_c_closes_the_open_events_of_every_source_and_exits_130(cli, clip: 
     assert knock[1]["offset"] < 2.75
     assert lines[-1]["type"] == "ended" and lines[-1]["reason"] == "stopped"
     assert "interrupted" in err and "rec: listened" in err
+
+
+def test_a_timestamp_gap_inside_a_stream_is_lost_audio(det: streamdet.Detector, tmp_path: Path) -> None:
+    """Packets that never arrived (an MPEG-TS stream whose timestamps jump 2 s, as after network loss): the gap
+    is counted as lost audio and read as silence, so what follows keeps its true time."""
+    first = convert(EXAMPLE, tmp_path / "a.ts", "-t", "3", "-c:a", "mp2", "-f", "mpegts")
+    second = tmp_path / "b.ts"
+    subprocess.run(ffmpeg("-y", "-ss", "12", "-i", str(EXAMPLE), "-t", "2", "-c:a", "mp2", "-output_ts_offset", "5",
+                          "-f", "mpegts", str(second)), check=True, timeout=60)
+    gap = tmp_path / "gap.ts"
+    gap.write_bytes(first.read_bytes() + second.read_bytes())
+    group = SourceGroup(det, [f"ts={gap}"], settings=ReaderSettings(realtime=False))
+    items = run_group(group, timeout=30)
+    stream = group.streams["ts"]
+    assert stream.lost_seconds == pytest.approx(2.0, abs=0.1)
+    assert stream.position == pytest.approx(7.0, abs=0.1)
+    knocks = [u.onset for u in items if getattr(u, "type", "") == "onset" and u.label == "knock"]
+    assert len(knocks) == 2 and abs(knocks[1] - (5 + 0.125)) <= det.hop  # the example's knock at 12.12 s
