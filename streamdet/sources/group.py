@@ -149,13 +149,7 @@ class SourceGroup:
         return item
 
     def __iter__(self) -> Iterator[Item]:
-        while True:
-            item = self._outbox.get()
-            if item is _DONE:
-                self._outbox.put(_DONE)
-                return
-            if isinstance(item, BaseException):
-                raise item
+        while (item := self.get()) is not None:
             yield item
 
     def stats(self) -> dict[str, dict[str, Any]]:
