@@ -44,7 +44,9 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     for path in paths:
-        if path.is_dir():
+        if str(path) == "-":  # standard input (issue 20): decoded with PyAV, see streamdet.sources.DecodedRun
+            files.append(path)
+        elif path.is_dir():
             found: list[Path] = []
             reported = len(problems)
             for entry in sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
@@ -230,7 +232,7 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            run = det.open_file(path, name=name, record_scores=record_scores)
+            run = _open_input(det, path, name, record_scores)
             if err.is_terminal and run.duration >= PROGRESS_MIN_SECONDS:
                 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -254,6 +256,15 @@ def _detect(det: Detector, path: Path, err: Any, record_scores: bool) -> FileRun
         error(f"{name}: {exc}")
         return None
     return run
+
+
+def _open_input(det: Detector, path: Path, name: str, record_scores: bool) -> Any:
+    """A FileRun, or for ``-`` a run over standard input (any format ffmpeg reads; the stream extra)."""
+    if str(path) == "-":
+        from ..sources import DecodedRun
+
+        return DecodedRun(det, "-", name=name, record_scores=record_scores)
+    return det.open_file(path, name=name, record_scores=record_scores)
 
 
 def _plot(det: Detector, path: Path, run: FileRun, events: list[Event], plot: Path, used_png: set[str]) -> bool:

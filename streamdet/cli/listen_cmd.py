@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from . import listen_sources
 from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
 from .options import COMPUTE_DEVICES, InputOption, ModelOption, is_compute_device, with_detection_options
 from .text import plain, printable
@@ -201,6 +202,14 @@ def listen_command(
                                                                "here is read as --input for one more release.)"),
     compute: str | None = typer.Option(None, "--compute", hidden=True, help="Deprecated: use --device.",
                                        show_default=False),
+    # --- network sources and MQTT (issue 20): streamdet/cli/listen_sources.py ---
+    url: list[str] | None = typer.Option(None, "--url", "-u", help=listen_sources.URL_HELP, show_default=False),
+    reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Reopen a --url network source that "
+                                                                             "drops, with back-off."),
+    mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
+    mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help="First topic level of the MQTT messages."),
+    discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
+                                         help="Home Assistant's MQTT discovery prefix ('' sends no discovery)."),
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -220,9 +229,20 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
+    sources = listen_sources.parse_urls(url) if url else None
+    if sources and input_device is not None:
+        fail("give either --input or --url (an audio input and network sources in one process are not supported "
+             "yet)", 2)
+    listen_sources.check_mqtt(mqtt)
     det = load_detector(model, device, settings)
+    if sources:
+        typer.echo(model_line(det), err=True)
+        publisher = listen_sources.open_publisher(mqtt, det, [s.name for s in sources], mqtt_prefix, discovery_prefix)
+        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect))
     dev = _device_arg(input_device)
     live = _open(det, dev, sample_rate)
+    publisher = listen_sources.open_publisher(mqtt, det, [live.stream.name], mqtt_prefix, discovery_prefix)
+    live.on_event = publisher
     device_label = "default input" if dev is None else str(dev)
     typer.echo(model_line(det), err=True)
     code = _wait_for_audio(det, live, device_label)
@@ -230,6 +250,7 @@ def listen_command(
         typer.echo(printable(f"listening on {device_label} at {live.sample_rate:g} Hz"
                              f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)"), err=True)
         code = _run(det, live, output_format, duration, device_label)
+    listen_sources.close_publisher(publisher)
     raise typer.Exit(code)
 
 

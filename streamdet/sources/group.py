@@ -1,0 +1,241 @@
+"""Several audio sources feeding one :class:`~streamdet.Detector`, batched together.
+
+Each source is decoded by its own :class:`~streamdet.sources.reader.SourceReader` thread; one pump
+thread takes what they decode, in order, and pushes it into one :class:`~streamdet.Stream` per source
+through the public API: samples of all sources that arrived together go through one
+``Detector.push_many`` call (windows due together share inference calls), lost audio through
+``Stream.push_lost``, the wall-clock anchor through ``Stream.wall_origin``; a source that ends is
+closed with ``Stream.close``. The updates and the connection statuses come out of the group in order:
+iterate it, call :meth:`SourceGroup.get`, or pass ``on_update`` / ``on_status`` callbacks (an MQTT
+publisher, for instance).
+
+    with SourceGroup(det, ["cam1=rtsp://10.0.0.5/live", "door=http://10.0.0.6/audio.mp3"]) as group:
+        for item in group:                       # Update or SourceStatus
+            print(item.to_dict())
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..events import Update
+from .reader import ReaderSettings, SourceReader, SourceStatus
+from .urls import SourceSpec, parse_source
+
+if TYPE_CHECKING:
+    from ..detector import Detector, Stream
+
+_DONE = object()
+Item = Update | SourceStatus
+
+
+class SourceGroup:
+    """Network, file and piped sources detected on one detector; a context manager and an iterator of
+    :class:`~streamdet.Update` and :class:`~streamdet.sources.SourceStatus` items.
+
+    Args:
+        detector: the Detector whose session all sources share.
+        sources: ``[name=]location`` strings or :class:`SourceSpec` objects.
+        on_update: called with every update (from the pump thread), e.g. an MQTT publisher.
+        on_status: called with every connection change.
+        settings: how the sources connect (reconnect, real-time pacing, back-off, timeouts).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        sources: Sequence[str | SourceSpec],
+        *,
+        on_update: Callable[[Update], Any] | None = None,
+        on_status: Callable[[SourceStatus], Any] | None = None,
+        settings: ReaderSettings | None = None,
+    ) -> None:
+        self.detector = detector
+        self.specs = [s if isinstance(s, SourceSpec) else parse_source(s) for s in sources]
+        self.on_update = on_update
+        self.on_status = on_status
+        self.streams: dict[str, Stream] = {}
+        self.readers = {spec.name: SourceReader(spec, self, settings) for spec in self.specs}
+        self.final_updates: list[Update] = []
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._active = set(self.readers)
+        self._closing = threading.Event()
+        self._pump_thread = threading.Thread(target=self._pump, name="streamdet-sources", daemon=True)
+        self._started = False
+
+    @property
+    def names(self) -> list[str]:
+        """The stream names, in the order the sources were given."""
+        return [spec.name for spec in self.specs]
+
+    # --- the Feed protocol (called by the reader threads) ------------------------------------
+    def format(self, name: str, sample_rate: int) -> None:
+        """A reader's sample rate (before its first audio)."""
+        self._inbox.put(("format", name, sample_rate))
+
+    def audio(self, name: str, samples: np.ndarray) -> None:
+        """Decoded samples of one source."""
+        self._inbox.put(("audio", name, samples))
+
+    def lost(self, name: str, frames: int) -> None:
+        """Audio of one source that never arrived."""
+        self._inbox.put(("lost", name, frames))
+
+    def origin(self, name: str, wall: float) -> None:
+        """The wall-clock time of one source's sample 0."""
+        self._inbox.put(("origin", name, wall))
+
+    def status(self, status: SourceStatus) -> None:
+        """A connection change of one source."""
+        self._inbox.put(("status", status.stream, status))
+
+    def end(self, name: str) -> None:
+        """A reader has stopped."""
+        self._inbox.put(("end", name, None))
+
+    # --- control -----------------------------------------------------------------------------
+    def start(self) -> SourceGroup:
+        """Start the readers and the pump (``with`` does it for you)."""
+        if not self._started:
+            self._started = True
+            self._pump_thread.start()
+            for reader in self.readers.values():
+                reader.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> list[Update]:
+        """Stop the readers, push what they decoded, close every stream (open events end); return the
+        updates that closing the streams produced (also those of sources that had ended before). Waits up
+        to ``timeout`` seconds for readers blocked in a read."""
+        for reader in self.readers.values():
+            reader.stop()
+        for reader in self.readers.values():
+            reader.join(timeout)
+        self._closing.set()
+        if self._started:
+            self._pump_thread.join(timeout + 5.0)
+        return self.final_updates
+
+    @property
+    def finished(self) -> bool:
+        """True once every source has ended and every stream is closed."""
+        return self._started and not self._pump_thread.is_alive()
+
+    def __enter__(self) -> SourceGroup:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- consumer side -----------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Item | None:
+        """The next update or status, waiting up to ``timeout`` seconds; None on timeout or after the end.
+        Raises the pump's error (an inference failure) if it had one."""
+        try:
+            item = self._outbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _DONE:
+            self._outbox.put(_DONE)
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def __iter__(self) -> Iterator[Item]:
+        while (item := self.get()) is not None:
+            yield item
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per stream: state (connecting, live, reconnecting, ended), reconnects, position, lost audio."""
+        out = {}
+        for name, reader in self.readers.items():
+            stream = self.streams.get(name)
+            out[name] = {
+                "stream": name,
+                "url": reader.spec.url,
+                "state": reader.state,
+                "reconnects": reader.reconnects,
+                "sample_rate": reader.sample_rate,
+                "position_s": stream.position if stream else 0.0,
+                "lost_s": stream.lost_seconds if stream else 0.0,
+                "error": reader.error,
+            }
+        return out
+
+    # --- the pump thread ---------------------------------------------------------------------
+    def _pump(self) -> None:
+        try:
+            while self._active:
+                try:
+                    first = self._inbox.get(timeout=0.1)
+                except queue.Empty:
+                    if self._closing.is_set():
+                        break  # a reader stuck in a read past the close timeout
+                    continue
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                self._process(batch)
+            for stream in self.streams.values():
+                self._close_stream(stream)
+        except BaseException as exc:  # an inference error: the consumer raises it
+            self._outbox.put(exc)
+        finally:
+            self._outbox.put(_DONE)
+
+    def _process(self, batch: list[tuple[str, str, Any]]) -> None:
+        pending: dict[Stream, list[np.ndarray]] = {}
+        for kind, name, value in batch:
+            stream = self.streams.get(name)
+            if kind == "audio" and stream is not None:
+                pending.setdefault(stream, []).append(value)
+                continue
+            self._flush(pending)
+            if kind == "format":
+                self.streams[name] = self.detector.stream(value, 1, name=name, source=self.readers[name].spec.url)
+            elif kind == "origin" and stream is not None:
+                stream.wall_origin = value
+            elif kind == "lost" and stream is not None:
+                self._deliver(stream.push_lost(value))
+            elif kind == "status":
+                if value.type == "ended" and stream is not None:
+                    self._close_stream(stream)  # the last updates of a source come before its end
+                self._outbox.put(value)
+                if self.on_status is not None:
+                    self.on_status(value)
+            elif kind == "end":
+                self._active.discard(name)
+                if stream is not None:
+                    self._close_stream(stream)
+        self._flush(pending)
+
+    def _close_stream(self, stream: Stream) -> None:
+        if not stream.closed:
+            updates = stream.close()
+            self.final_updates += updates
+            self._deliver(updates)
+
+    def _flush(self, pending: dict[Stream, list[np.ndarray]]) -> None:
+        if not pending:
+            return
+        items = {s: (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)) for s, chunks in pending.items()}
+        pending.clear()
+        results = self.detector.push_many(items)
+        for stream in items:
+            self._deliver(results[stream])
+
+    def _deliver(self, updates: list[Update]) -> None:
+        for update in updates:
+            self._outbox.put(update)
+            if self.on_update is not None:
+                self.on_update(update)

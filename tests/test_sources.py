@@ -1,0 +1,347 @@
+"""Network, file and piped sources (issue 20) against real local servers on loopback: ffmpeg serving the
+bundled example over HTTP, a server that dies and comes back, an RTSP server (rtsp-server-perl) fed by
+ffmpeg, standard input, a local file played in real time. Events must match file mode on the same audio
+within one hop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from loopback_servers import RtspServer, convert, ffmpeg, free_port, serve_http, stop
+
+import streamdet
+from streamdet.sources import ReaderSettings, SourceGroup, SourceStatus, decode_audio, parse_source, parse_sources
+
+EXAMPLE = Path(streamdet.__file__).parent / "bundled" / "example.wav"
+
+
+@pytest.fixture(scope="module")
+def det() -> streamdet.Detector:
+    """The bundled model on the CPU, one thread (the machine is shared)."""
+    return streamdet.Detector(device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 4 s of the bundled example: an alarm-like whistle (0.4 s) and a knock (1.1–2.8 s)."""
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    path = tmp_path_factory.mktemp("clips") / "clip4.wav"
+    sf.write(path, audio[: 4 * sr], sr, subtype="PCM_16")
+    return path
+
+
+def events_of(updates) -> list[tuple[str, float, float]]:
+    """(label, onset, offset) of the offsets among ``updates``, by onset."""
+    return sorted((u.label, u.onset, u.offset) for u in updates if getattr(u, "type", "") == "offset")
+
+
+def file_events(det: streamdet.Detector, path: Path) -> list[tuple[str, float, float]]:
+    """File mode on ``path``: the reference."""
+    return sorted((e.label, e.onset, e.offset) for e in det.detect_file(path))
+
+
+def assert_within_one_hop(got, want, hop: float, shift: float = 0.0) -> None:
+    """Same labels in the same order, every onset and offset within one hop (after ``shift``)."""
+    assert [g[0] for g in got] == [w[0] for w in want], (got, want)
+    for g, w in zip(got, want, strict=True):
+        assert abs(g[1] - shift - w[1]) <= hop + 1e-9, (g, w, shift)
+        assert abs(g[2] - shift - w[2]) <= hop + 1e-9, (g, w, shift)
+
+
+def run_group(group: SourceGroup, timeout: float) -> list:
+    """Every item a group yields until its sources end (fail after ``timeout`` seconds)."""
+    items = []
+    deadline = time.monotonic() + timeout
+    with group:
+        while not group.finished:
+            assert time.monotonic() < deadline, f"sources still running after {timeout} s: {group.stats()}"
+            item = group.get(timeout=0.1)
+            if item is not None:
+                items.append(item)
+        while (item := group.get(timeout=0)) is not None:
+            items.append(item)
+    return items
+
+
+def run_one_connection(group: SourceGroup, timeout: float) -> list:
+    """Every item of a group until its (network) source has been connected once and dropped, then closed. The
+    source retries while the server starts (a loaded machine can take a while to open its port)."""
+    items: list = []
+    deadline = time.monotonic() + timeout
+    group.start()
+    try:
+        while not (any(getattr(i, "type", "") == "connected" for i in items)
+                   and getattr(items[-1], "type", "") in ("disconnected", "ended")):
+            assert time.monotonic() < deadline, f"no connection within {timeout} s: {items}"
+            if (item := group.get(timeout=0.1)) is not None:
+                items.append(item)
+    finally:
+        group.close()
+    while (item := group.get(timeout=0)) is not None:
+        items.append(item)
+    return items
+
+
+RETRY = ReaderSettings(backoff_max=0.5, read_timeout=2.0)  # a server that is still starting is retried quickly
+
+
+# --- naming sources ---------------------------------------------------------------------------------
+def test_url_names_and_locations() -> None:
+    assert parse_source("cam1=rtsp://10.0.0.5:554/live").name == "cam1"
+    assert parse_source("cam1=rtsp://10.0.0.5:554/live").url == "rtsp://10.0.0.5:554/live"
+    assert parse_source("rtsp://10.0.0.5:554/live").name == "10.0.0.5_554"
+    assert parse_source("http://radio.example/stream?id=3").url == "http://radio.example/stream?id=3"
+    assert parse_source("-").name == "stdin" and parse_source("-").av_url == "pipe:0"
+    yard = parse_source("/rec/yard.wav")
+    assert yard.name == "yard" and yard.is_local_file
+    assert not parse_source("udp://127.0.0.1:5000").is_local_file
+    with pytest.raises(ValueError, match="two sources are named 'cam'"):
+        parse_sources(["cam=rtsp://a/1", "cam=rtsp://b/1"])
+    with pytest.raises(ValueError, match="standard input"):
+        parse_sources(["a=-", "b=-"])
+
+
+def test_importing_streamdet_needs_neither_pyav_nor_paho() -> None:
+    code = ("import sys, streamdet, streamdet.sources, streamdet.integrations.mqtt, streamdet.cli; "
+            "print(sorted(m for m in ('av', 'paho') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_missing_pyav_names_the_stream_extra(clip: Path) -> None:
+    code = ("import sys; sys.modules['av'] = None\n"  # makes `import av` fail as if it were not installed
+            "from streamdet.cli import main\n"
+            f"sys.argv = ['streamdet', 'listen', '--url', {str(clip)!r}, '--format', 'jsonl']\n"
+            "main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert 'pip install "streamdet[stream]"' in result.stderr
+
+
+# --- file mode and stdin ----------------------------------------------------------------------------
+def test_decode_audio_reads_what_soundfile_reads(clip: Path) -> None:
+    chunks = list(decode_audio(str(clip)))
+    assert {rate for rate, _ in chunks} == {16000}
+    decoded = np.concatenate([x for _, x in chunks])
+    reference, _ = sf.read(clip, dtype="float32")
+    np.testing.assert_allclose(decoded, reference, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_file_from_stdin_gives_the_same_events_as_the_file(cli) -> None:
+    wav = subprocess.run(ffmpeg("-i", str(EXAMPLE), "-f", "wav", "-"), capture_output=True, check=True).stdout
+    from_stdin = subprocess.run([*cli.command, "file", "-", "--format", "jsonl"], input=wav, capture_output=True,
+                                timeout=120)
+    assert from_stdin.returncode == 0, from_stdin.stderr.decode()
+    direct = cli("file", str(EXAMPLE), "--format", "jsonl")
+    strip = [{k: v for k, v in json.loads(line).items() if k != "file"} for line in direct.stdout.splitlines()]
+    got = [{k: v for k, v in json.loads(line).items() if k != "file"} for line in from_stdin.stdout.splitlines()]
+    assert got == strip and len(got) == 5
+    assert all(json.loads(line)["file"] == "-" for line in from_stdin.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_listen_to_standard_input_matches_file_mode(cli, det: streamdet.Detector, clip: Path) -> None:
+    producer = subprocess.Popen(ffmpeg("-re", "-i", str(clip), "-f", "wav", "-"), stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run([*cli.command, "listen", "--url", "-", "--format", "jsonl"], stdin=producer.stdout,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        stop(producer)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["type"] for d in lines if d["type"] not in ("onset", "offset")] == ["connected", "ended"]
+    updates = [streamdet.Update(**d) for d in lines if d["type"] in ("onset", "offset")]
+    assert all(u.stream == "stdin" and u.wall_time is not None for u in updates)
+    assert_within_one_hop(events_of(updates), file_events(det, clip), det.hop)
+    assert "stdin: listened 4.0 s; lost 0.00 s; 0 reconnect(s)" in result.stderr
+
+
+@pytest.mark.slow
+def test_local_files_play_in_real_time_with_the_events_of_file_mode(det: streamdet.Detector, clip: Path) -> None:
+    """Two recordings standing in for two cameras, in one group (their windows share inference calls)."""
+    t0 = time.time()
+    group = SourceGroup(det, [f"rec={clip}", f"rec2=file:{clip}"])
+    items = run_group(group, timeout=30)
+    elapsed = time.time() - t0
+    assert 3.9 <= elapsed < 8, elapsed  # the 4 s clip is paced like a camera, not read at once
+    for name in ("rec", "rec2"):  # the same PCM samples: the same events
+        assert events_of(i for i in items if i.stream == name) == file_events(det, clip)
+    onsets = [u for u in items if getattr(u, "type", "") == "onset"]
+    # wall times: the clip started playing at about t0
+    assert all(abs(u.wall_time - (t0 + u.onset)) < 0.5 for u in onsets), [(u.wall_time - t0, u.onset) for u in onsets]
+    # The terminal view of `listen --url` shows the source, its state, position and lost audio, and the events.
+    from rich.console import Console
+
+    from streamdet.cli.listen_sources import SourcesView
+
+    view = SourcesView(group)
+    for item in items:
+        view.add(item)
+    console = Console(width=120, record=True, force_terminal=False)
+    console.print(view.render())
+    text = console.export_text()
+    assert "rec2" in text and "ended" in text and "4.0" in text and "0.00" in text
+    assert "offset knock" in text and "end of stream" in text
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_http_stream_matches_file_mode_on_the_same_audio(det: streamdet.Detector, clip: Path, tmp_path: Path,
+                                                         fmt: str) -> None:
+    """``ffmpeg -re -i clip -listen 1 -f mp3 http://127.0.0.1:PORT``: the reference is file mode on the same
+    audio (for mp3 the clip encoded and decoded by ffmpeg, so the codec's loss is in both)."""
+    if fmt == "mp3":
+        served = convert(clip, tmp_path / "clip.mp3")
+        reference = convert(served, tmp_path / "decoded.wav")
+        extra: tuple[str, ...] = ("-c", "copy")
+    else:
+        served, reference, extra = clip, clip, ()
+    port = free_port()
+    server = serve_http(served, port, fmt, *extra)
+    try:
+        time.sleep(0.3)
+        items = run_one_connection(SourceGroup(det, [f"web=http://127.0.0.1:{port}/"], settings=RETRY), timeout=60)
+    finally:
+        stop(server)
+    types = [s.type for s in items if isinstance(s, SourceStatus)]
+    assert types.count("connected") == 1 and types[-1] == "ended", types
+    assert_within_one_hop(events_of(items), file_events(det, reference), det.hop)
+
+
+@pytest.mark.slow
+def test_source_that_dies_and_comes_back_counts_the_gap_and_keeps_wall_time(det: streamdet.Detector,
+                                                                           tmp_path: Path) -> None:
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    first = tmp_path / "first.wav"
+    second = tmp_path / "second.wav"
+    sf.write(first, audio[: 3 * sr], sr)  # alarm and the start of a knock; then the server goes away
+    sf.write(second, audio[12 * sr : 14 * sr], sr)  # the second knock (12.12 s in the example) at 0.12 s
+    port = free_port()
+    servers = [serve_http(first, port, "wav")]
+    settings = ReaderSettings(backoff_max=1.0, read_timeout=3.0)
+    group = SourceGroup(det, [f"cam=http://127.0.0.1:{port}/"], settings=settings)
+    items: list = []
+    try:
+        time.sleep(0.3)
+        group.start()
+        deadline = time.monotonic() + 30
+        while not any(getattr(i, "type", "") == "disconnected" for i in items[1:]
+                      if any(getattr(j, "type", "") == "connected" for j in items[: items.index(i)])):
+            assert time.monotonic() < deadline
+            if (item := group.get(timeout=0.1)) is not None:
+                items.append(item)
+        time.sleep(1.5)  # the source is down for a while
+        servers.append(serve_http(second, port, "wav"))
+        while not [u for u in items if getattr(u, "type", "") == "onset" and u.onset > 3]:
+            assert time.monotonic() < deadline, items
+            if (item := group.get(timeout=0.1)) is not None:
+                items.append(item)
+        time.sleep(1.0)
+    finally:
+        final = group.close()
+        for server in servers:
+            stop(server)
+    while (item := group.get(timeout=0)) is not None:
+        items.append(item)
+    statuses = [i for i in items if isinstance(i, SourceStatus)]
+    statuses = statuses[[s.type for s in statuses].index("connected"):]  # (the server may have been slow to start)
+    types = [s.type for s in statuses]
+    assert types[:3] == ["connected", "disconnected", "connected"] and types[-1] == "ended", statuses
+    reconnected = statuses[2]
+    assert reconnected.reconnects == 1
+    stream = group.streams["cam"]
+    assert 1.0 < reconnected.lost < 5.0, reconnected
+    assert stream.lost_seconds == pytest.approx(reconnected.lost, abs=1e-3)  # counted on the stream too
+    assert group.stats()["cam"]["reconnects"] == 1
+    # The clock stayed on wall time: the knock of the second server happened right after it was reached.
+    knock = next(u for u in items if getattr(u, "type", "") == "onset" and u.label == "knock" and u.onset > 3)
+    assert abs(knock.wall_time - (reconnected.wall_time + 0.125)) < det.hop + 0.5, (knock, reconnected)
+    # And the stream's length is the wall time it covered up to the end of the second server's 2 s of audio.
+    assert abs(stream.position - (reconnected.wall_time + 2.0 - stream.wall_origin)) < 0.5
+    assert final is not None  # the stream was closed at the end (open events closed)
+    assert stream.closed
+
+
+# --- RTSP ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path: Path) -> None:
+    """A camera-like RTSP stream: ffmpeg publishes AAC to rtsp-server-perl (Debian), streamdet plays it. The
+    client joins a live stream, so its clock starts when it joined: compare after that shift."""
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    padded = tmp_path / "padded.wav"  # 1 s of silence, then the example's two knocks (its whistle is a weak call)
+    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
+             sr)
+    reference = convert(convert(padded, tmp_path / "padded.m4a", "-c:a", "aac"), tmp_path / "aac.wav")
+    server = RtspServer()
+    publisher = server.publish(padded)
+    try:
+        time.sleep(0.5)
+        items = run_one_connection(SourceGroup(det, [f"cam={server.url()}"], settings=RETRY), timeout=60)
+    finally:
+        stop(publisher)
+        server.stop()
+    want = file_events(det, reference)
+    got = events_of(items)
+    assert got, items
+    shift = got[0][1] - want[0][1]  # how much later the stream started than the clip
+    assert len(want) == 2 and -2.0 < shift < 0.5, (got, want)
+    assert_within_one_hop(got, want, det.hop, shift)
+    assert [s.type for s in items if isinstance(s, SourceStatus)].count("connected") == 1
+
+
+def test_url_usage_errors_exit_2(cli, clip: Path) -> None:
+    both = cli("listen", "--url", str(clip), "--device", "0")
+    assert both.returncode == 2 and "either --device or --url" in both.stderr
+    same = cli("listen", "--url", f"a={clip}", "--url", f"a={clip}")
+    assert same.returncode == 2 and "two sources are named 'a'" in same.stderr
+    broker = cli("listen", "--url", str(clip), "--mqtt", "http://broker.lan")
+    assert broker.returncode == 2 and "mqtt:// or mqtts://" in broker.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_closes_the_open_events_of_every_source_and_exits_130(cli, clip: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen([*cli.command, "listen", "--url", f"rec={clip}", "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **cli.interruptible)
+    lines = []
+    for line in proc.stdout:  # wait until the knock has begun
+        lines.append(json.loads(line))
+        if lines[-1]["type"] == "onset" and lines[-1]["label"] == "knock":
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines += [json.loads(line) for line in out.splitlines()]
+    knock = [d for d in lines if d.get("label") == "knock"]
+    assert [d["type"] for d in knock] == ["onset", "offset"]  # closed at the stop, before the clip's knock ends
+    assert knock[1]["offset"] < 2.75
+    assert lines[-1]["type"] == "ended" and lines[-1]["reason"] == "stopped"
+    assert "interrupted" in err and "rec: listened" in err
+
+
+def test_a_timestamp_gap_inside_a_stream_is_lost_audio(det: streamdet.Detector, tmp_path: Path) -> None:
+    """Packets that never arrived (an MPEG-TS stream whose timestamps jump 2 s, as after network loss): the gap
+    is counted as lost audio and read as silence, so what follows keeps its true time."""
+    first = convert(EXAMPLE, tmp_path / "a.ts", "-t", "3", "-c:a", "mp2", "-f", "mpegts")
+    second = tmp_path / "b.ts"
+    subprocess.run(ffmpeg("-y", "-ss", "12", "-i", str(EXAMPLE), "-t", "2", "-c:a", "mp2", "-output_ts_offset", "5",
+                          "-f", "mpegts", str(second)), check=True, timeout=60)
+    gap = tmp_path / "gap.ts"
+    gap.write_bytes(first.read_bytes() + second.read_bytes())
+    group = SourceGroup(det, [f"ts={gap}"], settings=ReaderSettings(realtime=False))
+    items = run_group(group, timeout=30)
+    stream = group.streams["ts"]
+    assert stream.lost_seconds == pytest.approx(2.0, abs=0.1)
+    assert stream.position == pytest.approx(7.0, abs=0.1)
+    knocks = [u.onset for u in items if getattr(u, "type", "") == "onset" and u.label == "knock"]
+    assert len(knocks) == 2 and abs(knocks[1] - (5 + 0.125)) <= det.hop  # the example's knock at 12.12 s
