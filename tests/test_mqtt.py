@@ -229,7 +229,7 @@ def test_listen_device_publishes_to_mqtt(cli, cli_case, pulse_sink: str, broker:
     sf.write(wav, audio, 48000)
     subscriber = Subscriber(broker.url)
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
-    proc = subprocess.Popen([*cli.command, "listen", "--device", "pulse", "--model", str(cli_case.model), "--hop",
+    proc = subprocess.Popen([*cli.command, "listen", "--input", "pulse", "--model", str(cli_case.model), "--hop",
                              "0.25", "--format", "jsonl", "--duration", "6", "--mqtt", broker.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stderr:  # the model loads and the device starts

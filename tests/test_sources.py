@@ -299,8 +299,10 @@ def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path:
 
 
 def test_url_usage_errors_exit_2(cli, clip: Path) -> None:
-    both = cli("listen", "--url", str(clip), "--device", "0")
-    assert both.returncode == 2 and "either --device or --url" in both.stderr
+    both = cli("listen", "--url", str(clip), "--input", "0")
+    assert both.returncode == 2 and "either --input or --url" in both.stderr
+    old = cli("listen", "--url", str(clip), "--device", "0")  # the deprecated spelling of --input
+    assert old.returncode == 2 and "either --input or --url" in old.stderr
     same = cli("listen", "--url", f"a={clip}", "--url", f"a={clip}")
     assert same.returncode == 2 and "two sources are named 'a'" in same.stderr
     broker = cli("listen", "--url", str(clip), "--mqtt", "http://broker.lan")
