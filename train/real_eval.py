@@ -217,7 +217,9 @@ def evaluate_real(
     val_dirs = prepared["dirs"]["val"]
     scenes_dir = work / f"scenes_{scene_seed}"
     config = real_scene_config(val_dirs["clips"], val_dirs["beds"], labels)
-    key = json.dumps({"n": n_scenes, "seed": scene_seed, "config": config.to_dict()}, sort_keys=True)
+    val_files = sorted(str(c.path) for c in prepared["split"]["val"])  # the split's content, not only its folders
+    key = json.dumps({"n": n_scenes, "seed": scene_seed, "config": config.to_dict(), "val": val_files},
+                     sort_keys=True)
     stamp = scenes_dir / "benchmark.key"
     if not (stamp.exists() and stamp.read_text() == key and (scenes_dir / "manifest.json").exists()):
         synthesize_split(scenes_dir, n_scenes, seed=scene_seed, config=config, workers=workers)
