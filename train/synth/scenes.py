@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..datasets import AUDIO_EXTENSIONS, load_audio, scan_clip_folders
+from ..datasets import AUDIO_EXTENSIONS, StrongEvent, load_audio, scan_clip_folders
 from . import speech
 from .backgrounds import BACKGROUNDS
 from .core import (
@@ -57,13 +57,8 @@ MANIFEST_FORMAT = "streamdet-scenes/1"
 TSV_HEADER = "filename\tonset\toffset\tevent_label"
 
 
-@dataclass(frozen=True)
-class SceneEvent:
-    """One strong label: ``label`` active from ``onset`` to ``offset`` seconds."""
-
-    label: str
-    onset: float
-    offset: float
+# A scene's strong label is the training data's one interval type (label, onset, offset in seconds).
+SceneEvent = StrongEvent
 
 
 @dataclass
