@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from cdp_browser import Browser, find_chromium
 from serve_helpers import running_server
@@ -19,7 +20,9 @@ from streamdet.session import BUNDLED_DIR
 
 EXAMPLE = BUNDLED_DIR / "example.wav"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png"
-CLOCK_SLACK = 2.0  # the fake device starts the clip up to ~1.5 s before the page's stream clock starts
+CLOCK_SLACK = 2.0  # offsets: a hop, the minimum gap and the page's clock
+TOLERANCE = 1.0  # onsets, once the lead-in is known: a hop and a step, plus the page's send interval
+MAX_LEAD = 4.0  # the most the fake microphone may start before the page's stream clock
 ROWS = "[...document.querySelectorAll('#{} tr')].map(r => [r.dataset.label, +r.dataset.onset, r.dataset.offset])"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_chromium() is None, reason="needs chromium")]
@@ -67,12 +70,22 @@ def test_the_page_shows_the_example_events_from_the_microphone_and_a_dropped_fil
         browser.wait_for("document.getElementById('status').textContent.startsWith('closed (1000')", timeout=30)
         health = httpx.get(url + "/healthz").json()
     assert meters == 7 and float(latency) < 5 and float(lost) == 0
-    for label, onset, offset in truth:  # every true event the model finds is in the page's list
-        assert any(row[0] == label and abs(row[1] - onset) <= CLOCK_SLACK and row[2] != ""
-                   and abs(float(row[2]) - offset) <= CLOCK_SLACK for row in live), (label, onset, live)
-    heard = [e for e in found if e["onset"] >= CLOCK_SLACK]  # after the page's clock started (0.7-1.5 s in)
+    # The fake microphone starts the clip before the page's stream clock starts (0.7-2.5 s, more on a busy machine):
+    # find that one lead-in from the events themselves, then every event must sit at its place on the page's clock.
+    def matched(events: list, shift: float) -> int:
+        return sum(any(row[0] == lab and abs(row[1] - (on + shift)) <= TOLERANCE for row in live)
+                   for lab, on, *_ in events)
+
+    shift = max(np.arange(-MAX_LEAD, 0.51, 0.0625), key=lambda d: (matched(truth, d), -abs(d)))
+    audible = [t for t in truth if t[1] + shift >= 0.5]  # the page's clock had started by then
+    assert len(audible) >= 3, (shift, truth, live)
+    for label, onset, offset in audible:  # every true event the model finds is in the page's list
+        assert any(row[0] == label and abs(row[1] - (onset + shift)) <= TOLERANCE and row[2] != ""
+                   and abs(float(row[2]) - (offset + shift)) <= CLOCK_SLACK for row in live), (label, shift, live)
+    heard = [e for e in found if e["onset"] + shift >= 0.5]
     for event in heard:  # and so is every event of `streamdet file` that the page could hear
-        assert any(row[0] == event["label"] and abs(row[1] - event["onset"]) <= CLOCK_SLACK for row in live)
+        assert any(row[0] == event["label"] and abs(row[1] - (event["onset"] + shift)) <= TOLERANCE
+                   for row in live), (event, shift, live)
     assert sorted((r[0], r[1], float(r[2])) for r in dropped) == sorted(
         (e["label"], e["onset"], e["offset"]) for e in found)
     assert health["streams"] == 0

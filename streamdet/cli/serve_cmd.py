@@ -8,26 +8,20 @@ means ``--token``. Exit 0 on a normal stop, 130 on Ctrl-C, 1 when the port canno
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
 from typing import Any
 
 import typer
 
-from .common import fail, load_detector, model_line, parse_thresholds
-from .file_cmd import file_command
+from .common import fail, load_detector, model_line
+from .options import DeviceOption, ModelOption, with_detection_options
 
 
-def _file_option(name: str) -> Any:
-    """The option ``name`` of ``streamdet file`` itself (its model and post-processing options are shared)."""
-    return inspect.signature(file_command).parameters[name].default
-
-
+@with_detection_options
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 "
                                                           "for every interface)."),
-    port: int = typer.Option(8765, "--port", "-p", help="TCP port (0: any free port)."),
-    model: str | None = _file_option("model"),
+    port: int = typer.Option(8765, "--port", help="TCP port (0: any free port)."),
+    model: ModelOption = None,
     token: str | None = typer.Option(None, "--token", envvar="STREAMDET_TOKEN", show_envvar=True,
                                      help="Require 'Authorization: Bearer TOKEN' (WebSocket and page: or "
                                           "?token=TOKEN) on every endpoint but /healthz.", show_default=False),
@@ -40,16 +34,9 @@ def serve_command(
                                                             "'scores' messages are dropped (updates never are)."),
     batch_interval: float = typer.Option(0.05, "--batch-interval", help="Seconds between inference rounds: the "
                                          "windows of all streams due within one run as one batch."),
-    hop: float = _file_option("hop"),
-    lookahead: float = _file_option("lookahead"),
-    threshold: str | None = _file_option("threshold"),
-    thresholds: Path | None = _file_option("thresholds"),
-    median_filter: float = _file_option("median_filter"),
-    min_duration: float | None = _file_option("min_duration"),
-    min_gap: float | None = _file_option("min_gap"),
-    device: str = _file_option("device"),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for inference. Default: cores - 1.",
-                                       show_default=False),
+    device: DeviceOption = "auto",
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Serve detection over HTTP and WebSocket, with a live web page at /.
 
@@ -61,26 +48,23 @@ def serve_command(
     except ImportError as exc:
         fail(str(exc) if "streamdet[serve]" in str(exc) else f"{exc}; install the serve extra: "
              'pip install "streamdet[serve]"', 2)
-    spec = parse_thresholds(threshold, thresholds)  # (negative post-processing values: the Detector says so, exit 2)
-    if threads is not None and threads < 1:
-        fail(f"--threads must be at least 1, got {threads}", 2)
     try:
-        settings = ServeSettings(token=token or None, max_streams=max_streams, max_frame_bytes=max_frame,
+        serve_settings = ServeSettings(token=token or None, max_streams=max_streams, max_frame_bytes=max_frame,
                                  max_body_bytes=max_body, idle_timeout=idle_timeout, send_queue=send_queue,
                                  batch_interval=batch_interval)
     except ValueError as exc:
         fail(str(exc).replace("max_", "--max-").replace("_", "-"), 2)
-    det = load_detector(model, device, hop, lookahead, spec, median_filter=median_filter,
-                        min_duration=min_duration, min_gap=min_gap, threads=threads)
+    det = load_detector(model, device, settings)
+    median_filter = settings["median_filter"]
 
     def factory(h: float, la: float, th: dict) -> object:
         from ..detector import Detector
 
         return Detector(det.session.path, device=device, hop=h, lookahead=la, thresholds=th,
                         median_filter=median_filter, min_duration=det.min_duration, min_gap=det.min_gap,
-                        threads=threads)
+                        threads=settings["threads"])
 
-    pool = DetectorPool(det, factory, limit=settings.max_detectors, median_filter=median_filter)
+    pool = DetectorPool(det, factory, limit=serve_settings.max_detectors, median_filter=median_filter)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -89,9 +73,9 @@ def serve_command(
     shown = f"[{host}]" if ":" in host else host
     typer.echo(model_line(det), err=True)
     typer.echo(f"serving on http://{shown}:{bound}/ (web page), ws://{shown}:{bound}/v1/stream; "
-               f"{'token required' if settings.token else 'no token'}; up to {max_streams} streams "
+               f"{'token required' if serve_settings.token else 'no token'}; up to {max_streams} streams "
                "(Ctrl-C to stop)", err=True)
-    server = make_server(create_app(pool, settings), settings)
+    server = make_server(create_app(pool, serve_settings), serve_settings)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
