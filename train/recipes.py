@@ -73,7 +73,7 @@ class Recipe:
     n_real_val: int = 150  # scenes of real validation recordings for checkpoint selection and tuning
     real_val_subset: int = 60  # of which scored after every epoch
     n_real_bench: int = 150  # scenes of the real-audio benchmark (another seed than the tuning scenes)
-    mine_after: int | None = None  # hard-negative mining after this many epochs (None: never)
+    mine_after: int | None = None  # with a real corpus: hard-negative mining after this many epochs (None: never)
     mine_boost: float = 3.0
 
     def scene_config(self, split: str, speech_cache_dir: str | None = None, real: Mapping[str, Path] | None = None
@@ -477,7 +477,8 @@ def _stage_features(run: _Run) -> Any:
 
 
 def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str, Any]]:
-    """3. Training (with hard-negative mining part-way if the recipe asks); returns the best EMA model."""
+    """3. Training (with a real corpus, hard-negative mining part-way if the recipe asks: without one the recipe
+    trains exactly as the synthetic-only bundled model was trained); returns the best EMA model."""
     import numpy as np
     from streamdet.models import load_checkpoint
 
@@ -494,7 +495,7 @@ def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str,
         for p in (trainer.last_path, trainer.best_path, trainer.out_dir / "history.jsonl", mined_path):
             p.unlink(missing_ok=True)
     mining: dict[str, Any] | None = None
-    if recipe.mine_after and recipe.mine_after < cfg.epochs:
+    if run.real_root is not None and recipe.mine_after and recipe.mine_after < cfg.epochs:
         trainer.fit(resume=resume, max_epochs=recipe.mine_after)
         if mined_path.exists():
             trainer.weights = np.load(mined_path)
