@@ -127,17 +127,15 @@ def background_false_alarms(detector: Any, clips: Sequence[RealClip]) -> dict[st
 
 
 def _steady_signal(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of silence, or the synthesiser's white, pink or brown noise or mains hum."""
+    from .synth.backgrounds import hum, noise
+
     if kind == "silence":
         return np.zeros(n)
+    seconds = n / sample_rate
     if kind == "hum":
-        t = np.arange(n) / sample_rate
-        return sum(np.sin(2 * np.pi * 50 * h * t) / h for h in (1, 2, 3, 5))
-    exponent = {"white": 0.0, "pink": 1.0, "brown": 2.0}[kind]
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / sample_rate)
-    spec[1:] /= f[1:] ** (exponent / 2)
-    spec[0] = 0
-    return np.fft.irfft(spec, n)
+        return hum(rng, sample_rate, seconds)[:n]
+    return noise(rng, sample_rate, seconds, {"white": 0.0, "pink": 1.0, "brown": 2.0}[kind])[:n]
 
 
 def steady_noise_false_alarms(detector: Any, seconds: float = 30.0, seed: int = 0) -> dict[str, Any]:
@@ -205,10 +203,10 @@ def evaluate_real(
     prepared: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The real-audio benchmark of an ONNX ``model`` (see the module docstring); scenes are synthesised into
-    ``work_dir/scenes_{seed}`` (reused when they already match). Returns a JSON-able report."""
+    ``work_dir/scenes_{seed}`` (reused when they match, as the recipe's splits are). Returns a JSON-able report."""
     import streamdet
 
-    from .synth import synthesize_split
+    from .recipes import _Log, _synth
 
     det = streamdet.Detector(model, device="cpu", hop=hop, lookahead=lookahead, threads=threads)
     labels = det.labels
@@ -217,13 +215,7 @@ def evaluate_real(
     val_dirs = prepared["dirs"]["val"]
     scenes_dir = work / f"scenes_{scene_seed}"
     config = real_scene_config(val_dirs["clips"], val_dirs["beds"], labels)
-    val_files = sorted(str(c.path) for c in prepared["split"]["val"])  # the split's content, not only its folders
-    key = json.dumps({"n": n_scenes, "seed": scene_seed, "config": config.to_dict(), "val": val_files},
-                     sort_keys=True)
-    stamp = scenes_dir / "benchmark.key"
-    if not (stamp.exists() and stamp.read_text() == key and (scenes_dir / "manifest.json").exists()):
-        synthesize_split(scenes_dir, n_scenes, seed=scene_seed, config=config, workers=workers)
-        stamp.write_text(key)
+    _synth(scenes_dir, n_scenes, scene_seed, config, workers, _Log(None), "real scenes")
     val_backgrounds = [c for c in prepared["split"]["val"] if c.part == "backgrounds"]
     return {
         "model": str(model),

@@ -228,7 +228,10 @@ def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, w
 
     settings = config.to_dict()
     settings.pop("speech_cache_dir", None)  # where speech renderings are cached, not what a scene holds
-    key = _digest({"n": n, "seed": seed, "config": settings})
+    # the folders' contents, not only their paths: a re-split corpus laid out at the same place is another split
+    folders = {str(root): sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
+               for root in (*config.clip_folders, *config.background_folders)}
+    key = _digest({"n": n, "seed": seed, "config": settings, "folders": folders})
     stamp = out / "recipe.key"
     if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
         log(f"{what}: {n} scenes already in {out}")
