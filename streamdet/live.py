@@ -61,6 +61,8 @@ class LiveStream:
     custom capture code or a test).
     """
 
+    drop_backlog = True  # the scheduler's lag rule applies: a device does not wait for inference
+
     def __init__(
         self,
         stream: Stream,

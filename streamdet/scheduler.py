@@ -7,8 +7,10 @@ two callers never deadlock), prepare each (feed it samples, drain a ring buffer)
 release. Pushed streams (``Stream.push``, ``Detector.push_many``, file mode) are paced by the caller, so
 they are never behind: each call returns once every complete window has been evaluated.
 
-Live streams are served by one :class:`LiveScheduler` thread per detector. Each cycle it drains every
-live source's ring buffer into its stream, applies the lag rule, and runs the due windows of all of them
+Live streams are served by one :class:`LiveScheduler` thread per detector: the audio inputs
+(:class:`streamdet.live.LiveStream`) and the network, file and piped sources of a
+:class:`streamdet.sources.SourceGroup` alike. Each cycle it drains every live source (a ring buffer, or what
+a source's reader decoded) into its stream, applies the lag rule, and runs the due windows of all of them
 in one :func:`run_locked` call, so the newest windows of all live streams go through one batched call
 each hop.
 
@@ -20,7 +22,8 @@ exceeds ``max_lag`` seconds, the backlog is dropped: the stream jumps to its new
 window, the windows in between are never evaluated, the frames only they would have covered score
 0 (open events end there), and the dropped audio is counted in ``Stream.skipped_samples`` and
 reported. Timestamps still come from sample positions, so they never drift; the timeline remains
-aligned with real time.
+aligned with real time. The rule applies to sources whose ``drop_backlog`` is true (audio devices); the
+streams of a source group are evaluated in full, as their producers pace them.
 
 The protocols below are all the scheduler knows of a stream and of a live source; this module imports
 no other part of the engine.
@@ -67,7 +70,11 @@ class Schedulable(Protocol):
 
 
 class LiveSource(Protocol):
-    """What the live scheduler needs of a live input (:class:`streamdet.live.LiveStream` implements it)."""
+    """What the live scheduler needs of a live input (:class:`streamdet.live.LiveStream` and the streams of a
+    :class:`streamdet.sources.SourceGroup` implement it). ``drop_backlog``: whether the lag rule applies (a
+    device's backlog is dropped; a source paced by its producer, such as a pipe, is evaluated in full)."""
+
+    drop_backlog: bool
 
     @property
     def stream(self) -> Schedulable:
@@ -160,6 +167,7 @@ class LiveScheduler:
         self._poll = min(0.02, hop_seconds / 8)
         self._sources: list[LiveSource] = []
         self._lock = threading.Lock()
+        self._cycle_lock = threading.RLock()  # held for a whole cycle, so that remove() waits for it to end
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -175,8 +183,9 @@ class LiveScheduler:
                 self._thread.start()
 
     def remove(self, source: LiveSource) -> None:
-        """Stop serving ``source`` (its remaining audio is handled by its own close)."""
-        with self._lock:
+        """Stop serving ``source`` (its remaining audio is handled by its own close). Waits for a cycle in
+        progress to deliver its updates, so none of the source's updates comes after what its close delivers."""
+        with self._cycle_lock, self._lock:
             if source in self._sources:
                 self._sources.remove(source)
 
@@ -189,6 +198,10 @@ class LiveScheduler:
 
     def cycle(self) -> None:
         """One scheduling cycle: drain rings, apply the lag rule, evaluate due windows in one batch."""
+        with self._cycle_lock:
+            self._cycle()
+
+    def _cycle(self) -> None:
         with self._lock:
             sources = list(self._sources)
         if not sources:
@@ -201,7 +214,7 @@ class LiveScheduler:
                 return
             src = by_stream[id(stream)]
             src.drain()
-            if stream.backlog_seconds() > self.max_lag:
+            if src.drop_backlog and stream.backlog_seconds() > self.max_lag:
                 stream.skip_to_newest()
             delivered.append(src)
 

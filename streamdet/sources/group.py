@@ -1,13 +1,15 @@
 """Several audio sources feeding one :class:`~streamdet.Detector`, batched together.
 
 Each source is decoded by its own :class:`~streamdet.sources.reader.SourceReader` thread; one pump
-thread takes what they decode, in order, and pushes it into one :class:`~streamdet.Stream` per source
-through the public API: samples of all sources that arrived together go through one
-``Detector.push_many`` call (windows due together share inference calls), lost audio through
-``Stream.push_lost``, the wall-clock anchor through ``Stream.wall_origin``; a source that ends is
-closed with ``Stream.close``. The updates and the connection statuses come out of the group in order:
-iterate it, call :meth:`SourceGroup.get`, or pass ``on_update`` / ``on_status`` callbacks (an MQTT
-publisher, for instance).
+thread takes what they decode, in order, and hands it to one :class:`~streamdet.Stream` per source, which
+it registers with the detector's live scheduler (:class:`~streamdet.scheduler.LiveScheduler`): every cycle
+the scheduler feeds what arrived (samples; lost audio, read as silence; the wall-clock anchor) into the
+streams and evaluates the windows due on all of them, and on every audio input of the same detector
+(``Detector.listen``), in one batched inference call. Unlike an audio device's, a source's backlog is never
+dropped (its producer paces it; standard input may run faster than real time). A source that ends has its
+stream closed (open events end). The updates and the connection statuses come out of the group in order (a
+status after the updates of the audio before it): iterate it, call :meth:`SourceGroup.get`, or pass
+``on_update`` / ``on_status`` callbacks (an MQTT publisher, for instance).
 
     with SourceGroup(det, ["cam1=rtsp://10.0.0.5/live", "door=http://10.0.0.6/audio.mp3"]) as group:
         for item in group:                       # Update or SourceStatus
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +32,55 @@ from .urls import SourceSpec, parse_source
 
 if TYPE_CHECKING:
     from ..detector import Detector, Stream
+    from ..scheduler import LiveScheduler
 
 _DONE = object()
 Item = Update | SourceStatus
+
+
+class ScheduledSource:
+    """One source's stream as a live source of the detector's scheduler: what its reader decoded (samples,
+    lost frames, the clock anchor) and its connection statuses wait here, in order, until the scheduler's
+    next cycle drains them; the statuses are emitted after the updates of that cycle."""
+
+    drop_backlog = False  # paced by its producer: evaluated in full
+
+    def __init__(self, group: SourceGroup, stream: Stream) -> None:
+        self.group = group
+        self.stream = stream
+        self._pending: deque[tuple[str, Any]] = deque()
+        self._statuses: list[SourceStatus] = []
+
+    def put(self, kind: str, value: Any) -> None:
+        """Queue ``audio`` samples, ``lost`` frames, an ``origin`` or a ``status`` (from the pump thread)."""
+        self._pending.append((kind, value))
+
+    def drain(self) -> None:
+        """Feed what is queued into the stream (its lock held; the scheduler's protocol)."""
+        while True:
+            try:
+                kind, value = self._pending.popleft()
+            except IndexError:
+                return
+            if kind == "audio":
+                self.stream.feed(value)
+            elif kind == "lost":
+                self.stream.feed_lost(value)
+            elif kind == "origin":
+                self.stream.wall_origin = value
+            else:
+                self._statuses.append(value)
+
+    def deliver(self, updates: list[Update]) -> None:
+        """The updates of a cycle, then the statuses drained in it."""
+        self.group._deliver(updates)
+        statuses, self._statuses = self._statuses, []
+        for status in statuses:
+            self.group._emit_status(status)
+
+    def fail(self, exc: BaseException) -> None:
+        """An inference error: the group's consumer raises it."""
+        self.group._outbox.put(exc)
 
 
 class SourceGroup:
@@ -60,6 +109,8 @@ class SourceGroup:
         self.on_update = on_update
         self.on_status = on_status
         self.streams: dict[str, Stream] = {}
+        self._scheduled: dict[str, ScheduledSource] = {}
+        self._scheduler: LiveScheduler | None = None
         self.readers = {spec.name: SourceReader(spec, self, settings) for spec in self.specs}
         self.final_updates: list[Update] = []
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -104,6 +155,7 @@ class SourceGroup:
         """Start the readers and the pump (``with`` does it for you)."""
         if not self._started:
             self._started = True
+            self._scheduler = self.detector.live_scheduler()
             self._pump_thread.start()
             for reader in self.readers.values():
                 reader.start()
@@ -186,53 +238,54 @@ class SourceGroup:
                     except queue.Empty:
                         break
                 self._process(batch)
-            for stream in self.streams.values():
-                self._close_stream(stream)
+            for name in list(self._scheduled):
+                self._close_stream(name)
         except BaseException as exc:  # an inference error: the consumer raises it
             self._outbox.put(exc)
         finally:
             self._outbox.put(_DONE)
 
     def _process(self, batch: list[tuple[str, str, Any]]) -> None:
-        pending: dict[Stream, list[np.ndarray]] = {}
         for kind, name, value in batch:
-            stream = self.streams.get(name)
-            if kind == "audio" and stream is not None:
-                pending.setdefault(stream, []).append(value)
-                continue
-            self._flush(pending)
+            source = self._scheduled.get(name)
             if kind == "format":
-                self.streams[name] = self.detector.stream(value, 1, name=name, source=self.readers[name].spec.url)
-            elif kind == "origin" and stream is not None:
-                stream.wall_origin = value
-            elif kind == "lost" and stream is not None:
-                self._deliver(stream.push_lost(value))
+                stream = self.detector.stream(value, 1, name=name, source=self.readers[name].spec.url)
+                self.streams[name] = stream
+                self._scheduled[name] = ScheduledSource(self, stream)
+                assert self._scheduler is not None
+                self._scheduler.add(self._scheduled[name])
             elif kind == "status":
-                if value.type == "ended" and stream is not None:
-                    self._close_stream(stream)  # the last updates of a source come before its end
-                self._outbox.put(value)
-                if self.on_status is not None:
-                    self.on_status(value)
+                if source is None:  # before its first audio
+                    self._emit_status(value)
+                elif value.type == "ended":
+                    self._close_stream(name, value)  # the last updates of a source come before its end
+                else:
+                    source.put(kind, value)
             elif kind == "end":
                 self._active.discard(name)
-                if stream is not None:
-                    self._close_stream(stream)
-        self._flush(pending)
+                self._close_stream(name)
+            elif source is not None:
+                source.put(kind, value)
 
-    def _close_stream(self, stream: Stream) -> None:
-        if not stream.closed:
-            updates = stream.close()
+    def _close_stream(self, name: str, status: SourceStatus | None = None) -> None:
+        """Take the source off the scheduler, feed what it still holds, close its stream (open events end),
+        deliver the updates and the statuses, then ``status``."""
+        source = self._scheduled.pop(name, None)
+        if source is not None:
+            assert self._scheduler is not None
+            self._scheduler.remove(source)  # waits for a cycle in progress
+            with source.stream.lock:
+                source.drain()
+                updates = source.stream.close()
             self.final_updates += updates
-            self._deliver(updates)
+            source.deliver(updates)
+        if status is not None:
+            self._emit_status(status)
 
-    def _flush(self, pending: dict[Stream, list[np.ndarray]]) -> None:
-        if not pending:
-            return
-        items = {s: (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)) for s, chunks in pending.items()}
-        pending.clear()
-        results = self.detector.push_many(items)
-        for stream in items:
-            self._deliver(results[stream])
+    def _emit_status(self, status: SourceStatus) -> None:
+        self._outbox.put(status)
+        if self.on_status is not None:
+            self.on_status(status)
 
     def _deliver(self, updates: list[Update]) -> None:
         for update in updates:
