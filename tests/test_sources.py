@@ -299,10 +299,14 @@ def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path:
 
 
 def test_url_usage_errors_exit_2(cli, clip: Path) -> None:
-    both = cli("listen", "--url", str(clip), "--input", "0")
-    assert both.returncode == 2 and "either --input or --url" in both.stderr
-    old = cli("listen", "--url", str(clip), "--device", "0")  # the deprecated spelling of --input
-    assert old.returncode == 2 and "either --input or --url" in old.stderr
+    # An audio input and --url together are one run (tests/test_listen_streams.py); a bad input is still a usage
+    # error naming it, whether given as --input or as the deprecated --device.
+    both = cli("listen", "--url", str(clip), "--input", "no-such-device-xyz")
+    assert both.returncode == 2 and "no-such-device-xyz" in both.stderr and "streamdet devices" in both.stderr
+    old = cli("listen", "--url", str(clip), "--device", "no-such-device-xyz")  # the deprecated spelling of --input
+    assert old.returncode == 2 and "no-such-device-xyz" in old.stderr and "deprecated" in old.stderr
+    clash = cli("listen", "--url", f"a={clip}", "--input", "a=pulse")
+    assert clash.returncode == 2 and "two streams are named 'a'" in clash.stderr
     same = cli("listen", "--url", f"a={clip}", "--url", f"a={clip}")
     assert same.returncode == 2 and "two sources are named 'a'" in same.stderr
     broker = cli("listen", "--url", str(clip), "--mqtt", "http://broker.lan")

@@ -11,6 +11,9 @@ with ``--format jsonl``, or when stdout is not a terminal, every update is one J
 Ending: ``--duration`` seconds (exit 0), Ctrl-C (open events are closed and printed, exit 130), or the
 device stops delivering audio (vanished: open events closed and printed, exit 1). A missing device
 exits 2, a busy one or a missing PortAudio exits 1. A second Ctrl-C while closing exits at once.
+
+Several streams (``--input`` repeated, ``--input NAME=DEVICE``, and ``--url``, together in any mix) run on one
+detector through :mod:`streamdet.cli.listen_sources`, with a view of all the streams instead of the meters.
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ def _device_arg(device: str | None) -> int | str | None:
     return int(device) if device.strip().lstrip("-").isdigit() else device
 
 
-def _open(det: Any, device: int | str | None, sample_rate: float | None) -> Any:
-    """Open and start the live input, mapping device problems to clear errors (exit 2 missing, 1 otherwise)."""
+def _open(det: Any, device: int | str | None, sample_rate: float | None, name: str) -> Any:
+    """Open and start the live input as stream ``name``, mapping device problems to clear errors (exit 2
+    missing, 1 otherwise)."""
     sd = import_sounddevice()
     shown = "the default input device" if device is None else f"input device {device!r}"
     try:
-        live = det.listen(device, sample_rate=sample_rate, name="live" if device is None else str(device))
+        live = det.listen(device, sample_rate=sample_rate, name=name)
         live.start()
         return live
     except ValueError as exc:  # sounddevice: no device matching / not an input device
@@ -229,18 +233,23 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
-    sources = listen_sources.parse_urls(url) if url else None
-    if sources and input_device is not None:
-        fail("give either --input or --url (an audio input and network sources in one process are not supported "
-             "yet)", 2)
+    sources = listen_sources.parse_urls(url) if url else []
+    inputs = listen_sources.parse_inputs(input_device or [])
+    listen_sources.check_names([name for name, _ in inputs] + [s.name for s in sources])
     listen_sources.check_mqtt(mqtt)
     det = load_detector(model, device, settings)
-    if sources:
+    if sources or len(inputs) > 1:  # several streams on one detector: streamdet/cli/listen_sources.py
+        opened = [listen_sources.LiveInput(name, dev, _open(det, _device_arg(dev), sample_rate, name),
+                                           START_SECONDS, STALL_SECONDS) for name, dev in inputs]
         typer.echo(model_line(det), err=True)
-        publisher = listen_sources.open_publisher(mqtt, det, [s.name for s in sources], mqtt_prefix, discovery_prefix)
-        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect))
-    dev = _device_arg(input_device)
-    live = _open(det, dev, sample_rate)
+        names = [i.name for i in opened] + [s.name for s in sources]
+        publisher = listen_sources.open_publisher(mqtt, det, names, mqtt_prefix, discovery_prefix)
+        for source in opened:
+            source.live.on_event = publisher
+        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect,
+                                                          opened))
+    name, dev = inputs[0] if inputs else ("live", None)
+    live = _open(det, _device_arg(dev), sample_rate, name)
     publisher = listen_sources.open_publisher(mqtt, det, [live.stream.name], mqtt_prefix, discovery_prefix)
     live.on_event = publisher
     device_label = "default input" if dev is None else str(dev)
@@ -254,16 +263,17 @@ def listen_command(
     raise typer.Exit(code)
 
 
-def _input_and_device(input_device: str | None, device: str, compute: str | None) -> tuple[str | None, str]:
-    """``(audio input, compute device)`` from ``--input``, ``--device`` and the deprecated ``--compute``: a
+def _input_and_device(input_device: list[str] | None, device: str,
+                      compute: str | None) -> tuple[list[str] | None, str]:
+    """``(audio inputs, compute device)`` from ``--input``, ``--device`` and the deprecated ``--compute``: a
     ``--device`` that is not a compute device is the old meaning (the audio input), kept for one release."""
     if not is_compute_device(device):
-        if input_device is not None:
+        if input_device:
             fail(f"--device must be a compute device ({COMPUTE_DEVICES}), got {device!r}; the audio input is "
                  "--input", 2)
         warn(f"`listen --device {device}` for the audio input is deprecated and will be removed in the next "
              f"release; use `--input {device}` (--device is the compute device, as in every command)")
-        input_device, device = device, "auto"
+        input_device, device = [device], "auto"
     if compute is not None:
         if device != "auto":
             fail("give the compute device once: --device (--compute is its deprecated name)", 2)

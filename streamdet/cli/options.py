@@ -55,9 +55,10 @@ DeviceOption = Annotated[str, typer.Option("--device", "-d", help=f"Compute devi
 ThreadsOption = Annotated[int | None, typer.Option(
     "--threads", help="CPU threads for inference. Default: every core in `file` (no live audio to leave a core "
                       "for), every core but one in `listen` and `bench`.", show_default=False)]
-InputOption = Annotated[str | None, typer.Option(
-    "--input", "-i", help="Audio input: device index or (part of a) name; see `streamdet devices`. Default: the "
-                          "system's default input.", show_default=False)]
+InputOption = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", help=r"Audio input: device index or (part of a) name; see `streamdet devices`. Repeatable, "
+                          r"each a named stream: \[NAME=]DEVICE. Default: the system's default input.",
+    show_default=False)]
 HopOption = Annotated[float, typer.Option("--hop", help="Seconds between window evaluations (sets the latency).")]
 LookaheadOption = Annotated[float, typer.Option(
     "--lookahead", help="Seconds of later windows averaged into each frame (more accurate, later onsets).")]
