@@ -1,6 +1,7 @@
 """Network, file and piped sources (issue 20) against real local servers on loopback: ffmpeg serving the
 bundled example over HTTP, a server that dies and comes back, an RTSP server (rtsp-server-perl) fed by
-ffmpeg, standard input, a local file played in real time. Events must match file mode on the same audio
+ffmpeg, ffmpeg sending over UDP (MPEG-TS) and TCP, SRT (or the error when PyAV's ffmpeg lacks it), standard
+input, a local file played in real time. Events must match file mode on the same audio
 within one hop."""
 
 from __future__ import annotations
@@ -351,3 +352,101 @@ def test_a_timestamp_gap_inside_a_stream_is_lost_audio(det: streamdet.Detector, 
     assert stream.position == pytest.approx(7.0, abs=0.1)
     knocks = [u.onset for u in items if getattr(u, "type", "") == "onset" and u.label == "knock"]
     assert len(knocks) == 2 and abs(knocks[1] - (5 + 0.125)) <= det.hop  # the example's knock at 12.12 s
+
+
+# --- UDP, TCP, SRT ------------------------------------------------------------------------------------
+def pyav_has_protocol(scheme: str) -> bool:
+    """Whether the ffmpeg inside PyAV knows ``scheme`` (its wheels are built without srt)."""
+    import av
+
+    try:
+        av.open(f"{scheme}://127.0.0.1:{free_port()}?mode=caller&connect_timeout=100000", timeout=(0.5, 0.5)).close()
+    except av.ProtocolNotFoundError:
+        return False
+    except (av.FFmpegError, OSError):
+        pass  # known, but nothing answered
+    return True
+
+
+def sender_events(det: streamdet.Detector, tmp_path: Path, url: str, sender: list[str], listener_first: bool):
+    """Events of ``url`` while a real ffmpeg ``sender`` sends the padded clip (1 s of silence, then the
+    example's two knocks, as MPEG-TS with MP2 audio unless the sender says otherwise); and the reference: file
+    mode on the same audio through the same codec. ``listener_first``: streamdet must be listening before the
+    sender starts (UDP); else the sender is the server and streamdet connects to it."""
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
+             sr)
+    group = SourceGroup(det, [f"net={url}"], settings=RETRY)
+    proc = None
+    try:
+        if listener_first:
+            group.start()
+            time.sleep(1.0)
+            proc = subprocess.Popen(ffmpeg("-re", "-i", str(padded), *sender))
+        else:
+            proc = subprocess.Popen(ffmpeg("-re", "-i", str(padded), *sender))
+            time.sleep(0.3)
+        items = run_one_connection(group, timeout=60)
+    finally:
+        stop(proc)
+    return items, padded
+
+
+def check_sender_stream(det: streamdet.Detector, items: list, reference: Path) -> None:
+    """One connection, and the events of file mode on ``reference`` within one hop (after the join shift)."""
+    want = file_events(det, reference)
+    got = events_of(items)
+    assert len(want) == 2 and got, (got, want, items)
+    shift = got[0][1] - want[0][1]  # a stream joined after its start has its clock start later
+    assert -2.0 < shift < 0.5, (got, want)
+    assert_within_one_hop(got, want, det.hop, shift)
+    assert [s.type for s in items if isinstance(s, SourceStatus)].count("connected") == 1, items
+
+
+@pytest.mark.slow
+def test_udp_mpegts_stream_matches_file_mode(det: streamdet.Detector, tmp_path: Path) -> None:
+    """``ffmpeg -re -i clip -c:a mp2 -f mpegts udp://127.0.0.1:PORT``, streamdet listening on that port (UDP has
+    no end: the stream drops when no data comes for the read timeout)."""
+    port = free_port()
+    items, padded = sender_events(det, tmp_path, f"udp://127.0.0.1:{port}",
+                                  ["-c:a", "mp2", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"],
+                                  listener_first=True)
+    reference = convert(convert(padded, tmp_path / "ref.ts", "-c:a", "mp2"), tmp_path / "ref.wav")
+    check_sender_stream(det, items, reference)
+
+
+@pytest.mark.slow
+def test_tcp_stream_matches_file_mode(det: streamdet.Detector, tmp_path: Path) -> None:
+    """``ffmpeg -re -i clip -f wav tcp://127.0.0.1:PORT?listen=1`` (the sender is the server, as an encoder box
+    is), streamdet connects to ``tcp://127.0.0.1:PORT``; lossless, so the reference is the clip itself."""
+    port = free_port()
+    items, padded = sender_events(det, tmp_path, f"tcp://127.0.0.1:{port}",
+                                  ["-f", "wav", f"tcp://127.0.0.1:{port}?listen=1"], listener_first=False)
+    check_sender_stream(det, items, padded)
+    assert [s.type for s in items if isinstance(s, SourceStatus)][-1] == "ended"
+
+
+@pytest.mark.slow
+def test_srt_stream_or_a_clear_error_when_pyav_lacks_srt(cli, det: streamdet.Detector, tmp_path: Path) -> None:
+    """PyAV's wheels (checked: av 18.1) have no srt protocol. Then an ``srt://`` source ends at once (no retries)
+    with an error naming srt and the way round, and `listen` exits 1 saying so. With an ffmpeg that has srt,
+    the stream from ``ffmpeg -re ... -f mpegts srt://127.0.0.1:PORT?mode=listener`` matches file mode."""
+    port = free_port()
+    url = f"srt://127.0.0.1:{port}?mode=caller"
+    if pyav_has_protocol("srt"):
+        items, padded = sender_events(det, tmp_path, url, ["-c:a", "mp2", "-f", "mpegts",
+                                                           f"srt://127.0.0.1:{port}?mode=listener"],
+                                      listener_first=False)
+        reference = convert(convert(padded, tmp_path / "ref.ts", "-c:a", "mp2"), tmp_path / "ref.wav")
+        check_sender_stream(det, items, reference)
+        return
+    group = SourceGroup(det, [f"cam={url}"])
+    items = run_group(group, timeout=10)
+    assert [(i.type, i.reconnects) for i in items] == [("ended", 0)], items
+    assert "no 'srt' protocol" in items[0].reason and "udp://" in items[0].reason, items[0]
+    assert group.stats()["cam"]["error"] == items[0].reason
+    result = cli("listen", "--url", f"cam={url}", "--format", "jsonl", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "cam: listened 0.0 s" in result.stderr
+    assert "failed: the ffmpeg inside PyAV cannot read srt://" in result.stderr

@@ -128,6 +128,18 @@ class Backoff:
         self._next = self.initial
 
 
+class UnsupportedSourceError(Exception):
+    """A location this build of ffmpeg cannot read at all (retrying would not help): the source ends."""
+
+
+def unsupported_protocol(url: str) -> str:
+    """Why ``url`` cannot be read: PyAV's ffmpeg has no such protocol (its wheels lack ``srt``); and the way round."""
+    scheme = url.split("://", 1)[0] if "://" in url else url.split(":", 1)[0]
+    return (f"the ffmpeg inside PyAV cannot read {scheme}:// (no {scheme!r} protocol in this build); relay the stream "
+            f"with a full ffmpeg, e.g. `ffmpeg -i '{url}' -c copy -f mpegts udp://127.0.0.1:5004`, and listen to "
+            "udp://127.0.0.1:5004 (docs/home-assistant.md)")
+
+
 def short_reason(exc: BaseException) -> str:
     """A one-line reason for a failed open or read."""
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
@@ -189,6 +201,8 @@ class SourceReader:
                     break
                 self._disconnected(reason or "end of stream")
                 self._stop.wait(self.backoff.next())
+        except UnsupportedSourceError as exc:
+            self.error = str(exc)
         except Exception as exc:  # never let a reader die silently
             self.error = short_reason(exc)
         finally:
@@ -206,6 +220,8 @@ class SourceReader:
                 container = av.open(self.spec.av_url, options=options, timeout=self.timeouts)
             else:
                 container = av.open(self.spec.av_url, options=options)
+        except av.ProtocolNotFoundError:
+            raise UnsupportedSourceError(unsupported_protocol(self.spec.av_url)) from None
         except (av.FFmpegError, OSError) as exc:
             return f"cannot open: {short_reason(exc)}"
         try:
