@@ -279,3 +279,52 @@ def test_mqtts_uses_tls_and_verifies_the_broker(cli, tmp_path: Path) -> None:
         assert untrusted.stats() == {**untrusted.stats(), "connections": 0, "sent": 0, "queued": len(LABELS)}
     finally:
         broker.stop()
+
+
+@pytest.mark.slow
+def test_serve_publishes_every_websocket_stream_to_mqtt(cli, broker: Mosquitto, tmp_path: Path) -> None:
+    """`streamdet serve --mqtt`: each WebSocket stream publishes like a `listen` stream, under the name its start
+    message gives it: discovery for that device, ON/OFF states and the JSON events the client itself received,
+    in order; the server going away publishes offline."""
+    import signal
+
+    import soundfile as sf
+
+    from streamdet.client import stream_file
+
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    clip = tmp_path / "door.wav"
+    sf.write(clip, audio[: 3 * sr], sr)  # the alarm-like whistle and a knock
+    subscriber = Subscriber(broker.url)
+    process = subprocess.Popen([*cli.command, "serve", "--port", "0", "--device", "cpu", "--threads", "1", "--mqtt",
+                                broker.url, "--mqtt-prefix", "home"], stderr=subprocess.PIPE, text=True,
+                               **cli.interruptible)
+    try:
+        lines: list[str] = []
+        while not any("serving on" in line for line in lines):
+            line = process.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        assert any(line.startswith(f"publishing to {broker.url}") for line in lines), lines
+        url = lines[-1].split("serving on ")[1].split("/ ")[0]
+        sent = {name: [u.to_dict() for u in stream_file(url, clip, name=name)] for name in ("door", "yard")}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        closing = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    got = subscriber.wait_for(lambda ms: ms and ms[-1].payload == "offline")
+    subscriber.stop()
+    assert "0 dropped" in closing, closing
+    for name, updates in sent.items():
+        assert [d["type"] for d in updates].count("onset") >= 2, updates
+        assert [m.json() for m in got if m.topic == f"home/{name}/events"] == updates
+        knock = [m.payload for m in got if m.topic == f"home/{name}/knock"]
+        assert knock == ["OFF", "ON", "OFF"], knock
+        assert any(m.topic == f"homeassistant/binary_sensor/home_{name}/knock/config" for m in got)
+        assert any(m.topic == f"homeassistant/event/home_{name}/sound/config" for m in got)
+    assert [m.payload for m in got if m.topic == "home/status"] == ["online", "offline"]
+    bad = cli("serve", "--mqtt", "http://broker.lan")
+    assert bad.returncode == 2 and "mqtt:// or mqtts://" in bad.stderr

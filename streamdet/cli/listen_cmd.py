@@ -211,9 +211,9 @@ def listen_command(
     reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Reopen a --url network source that "
                                                                              "drops, with back-off."),
     mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
-    mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help="First topic level of the MQTT messages."),
+    mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help=listen_sources.MQTT_PREFIX_HELP),
     discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
-                                         help="Home Assistant's MQTT discovery prefix ('' sends no discovery)."),
+                                         help=listen_sources.DISCOVERY_HELP),
     *,
     settings: dict[str, Any],
 ) -> None:

@@ -40,6 +40,8 @@ URL_HELP = (r"Audio to listen to instead of a device, repeatable: \[NAME=]URL, a
 # (rich reads "[s]" as markup in --help: the brackets are escaped)
 MQTT_HELP = ("Publish states, events and Home Assistant discovery to this broker: "
              r"mqtt\[s]://\[user:pass@]host\[:port] (needs the mqtt extra).")
+MQTT_PREFIX_HELP = "First topic level of the MQTT messages."
+DISCOVERY_HELP = "Home Assistant's MQTT discovery prefix ('' sends no discovery)."
 RECENT_EVENTS = 8
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -3,7 +3,9 @@
 The server itself lives in :mod:`streamdet.serve` and is imported only here, inside the command, so that
 ``import streamdet`` and the other commands never need the ``serve`` extra. The model and post-processing
 options are those of ``streamdet file`` (same helpers, same meaning); ``STREAMDET_TOKEN`` in the environment
-means ``--token``. Exit 0 on a normal stop, 130 on Ctrl-C, 1 when the port cannot be used, 2 on usage errors.
+means ``--token``. ``--mqtt`` publishes every WebSocket stream's onsets and offsets as ``listen --mqtt`` does
+(the stream named by its start message). Exit 0 on a normal stop, 130 on Ctrl-C, 1 when the port cannot be used,
+2 on usage errors.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import typer
 
+from . import listen_sources
 from .common import fail, load_detector, model_line
 from .options import DeviceOption, ModelOption, with_detection_options
 
@@ -35,6 +38,10 @@ def serve_command(
     batch_interval: float = typer.Option(0.05, "--batch-interval", help="Seconds between inference rounds: the "
                                          "windows of all streams due within one run as one batch."),
     device: DeviceOption = "auto",
+    mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
+    mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help=listen_sources.MQTT_PREFIX_HELP),
+    discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
+                                         help=listen_sources.DISCOVERY_HELP),
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -54,6 +61,7 @@ def serve_command(
                                  batch_interval=batch_interval)
     except ValueError as exc:
         fail(str(exc).replace("max_", "--max-").replace("_", "-"), 2)
+    listen_sources.check_mqtt(mqtt)
     det = load_detector(model, device, settings)
     median_filter = settings["median_filter"]
 
@@ -72,10 +80,11 @@ def serve_command(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     typer.echo(model_line(det), err=True)
+    publisher = listen_sources.open_publisher(mqtt, det, [], mqtt_prefix, discovery_prefix)
     typer.echo(f"serving on http://{shown}:{bound}/ (web page), ws://{shown}:{bound}/v1/stream; "
                f"{'token required' if serve_settings.token else 'no token'}; up to {max_streams} streams "
                "(Ctrl-C to stop)", err=True)
-    server = make_server(create_app(pool, serve_settings), serve_settings)
+    server = make_server(create_app(pool, serve_settings, publisher), serve_settings)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -83,3 +92,4 @@ def serve_command(
     finally:
         sock.close()
         det.close()
+        listen_sources.close_publisher(publisher)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -75,9 +76,11 @@ async def page(request: Request) -> Response:
     return HTMLResponse(page_html(), headers={"Cache-Control": "no-store"})
 
 
-def create_app(pool: DetectorPool, settings: ServeSettings | None = None) -> Starlette:
-    """The ASGI app serving ``pool``'s detectors under ``settings`` (limits and token)."""
-    ctx = ServerContext(pool=pool, settings=settings or ServeSettings())
+def create_app(pool: DetectorPool, settings: ServeSettings | None = None, publisher: Any = None) -> Starlette:
+    """The ASGI app serving ``pool``'s detectors under ``settings`` (limits and token). ``publisher``: an update
+    sink with ``add_stream(name)`` (an :class:`~streamdet.integrations.mqtt.MqttPublisher`) that gets every
+    stream's onsets and offsets, the stream named as its start message names it."""
+    ctx = ServerContext(pool=pool, settings=settings or ServeSettings(), publisher=publisher)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

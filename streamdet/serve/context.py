@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -24,6 +25,7 @@ class ServerContext:
     hub: InferenceHub | None = None
     files: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="file"))
     connections: int = 0  # stream slots taken (connections past authentication, before and after their start)
+    publisher: Any = None  # an MQTT publisher (streamdet.integrations.mqtt.MqttPublisher) for every stream's updates
 
     def authorized(self, conn: HTTPConnection, allow_query: bool = False) -> bool:
         """Whether the request carries the token (``Authorization: Bearer``; ``?token=`` where allowed)."""

@@ -37,10 +37,12 @@ Deliver = Callable[[dict[str, Any]], Any]
 class StreamSession:
     """The server side of one stream: its engine stream, the input waiting for inference, where results go."""
 
-    def __init__(self, detector: Detector, stream: Stream, deliver: Deliver, scores: bool) -> None:
+    def __init__(self, detector: Detector, stream: Stream, deliver: Deliver, scores: bool,
+                 on_update: Callable[[Update], Any] | None = None) -> None:
         self.detector = detector
         self.stream = stream
         self.deliver = deliver
+        self.on_update = on_update
         self.scores = scores
         self.pending: list[np.ndarray | int] = []  # audio blocks, and lost-frame counts where input was lost
         self.pending_frames = 0
@@ -93,9 +95,11 @@ class InferenceHub:
                 await self._task
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def open(self, detector: Detector, stream: Stream, deliver: Deliver, scores: bool) -> StreamSession:
-        """Register a new stream; results go to ``deliver`` (a message dict at a time)."""
-        session = StreamSession(detector, stream, deliver, scores)
+    def open(self, detector: Detector, stream: Stream, deliver: Deliver, scores: bool,
+             on_update: Callable[[Update], Any] | None = None) -> StreamSession:
+        """Register a new stream; results go to ``deliver`` (a message dict at a time), and each update to
+        ``on_update`` too (an MQTT publisher: it never blocks)."""
+        session = StreamSession(detector, stream, deliver, scores, on_update)
         self.sessions.add(session)
         self.metrics.open_streams.set(len(self.sessions))
         return session
@@ -204,6 +208,8 @@ class InferenceHub:
             if u.type == "onset":
                 self.metrics.events.labels(label=u.label).inc()
             session.deliver(update_message(u))
+            if session.on_update is not None:
+                session.on_update(u)
         if session.scores and not session.stream.closed:
             t = max(0.0, session.stream.processed - session.detector.lookahead)
             if t - session.last_scores_time >= session.detector.hop - 1e-9:

@@ -93,7 +93,10 @@ class Connection:
                 stream = detector.stream(start.sample_rate, start.channels, name=start.name)
                 hub = self.ctx.hub
                 assert hub is not None, "the hub starts with the app"
-                self.session = hub.open(detector, stream, self._deliver, start.scores)
+                publisher = self.ctx.publisher
+                if publisher is not None:
+                    publisher.add_stream(start.name)
+                self.session = hub.open(detector, stream, self._deliver, start.scores, publisher)
                 self.queue.put({"type": "ready", "stream": start.name,
                                 **model_info(detector, self.ctx.pool.median_filter)})
                 await self._read_stream(start)
