@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from loopback_servers import RtspServer, convert, ffmpeg, free_port, serve_http, stop
+from loopback_servers import RtspServer, convert, ffmpeg, free_port, serve_http, stop, wait_for_port
 
 import streamdet
 from streamdet.sources import ReaderSettings, SourceGroup, SourceStatus, decode_audio, parse_source, parse_sources
@@ -352,6 +352,31 @@ def test_a_timestamp_gap_inside_a_stream_is_lost_audio(det: streamdet.Detector, 
     assert stream.position == pytest.approx(7.0, abs=0.1)
     knocks = [u.onset for u in items if getattr(u, "type", "") == "onset" and u.label == "knock"]
     assert len(knocks) == 2 and abs(knocks[1] - (5 + 0.125)) <= det.hop  # the example's knock at 12.12 s
+
+
+@pytest.mark.slow
+def test_hls_playlist_over_http_matches_file_mode(det: streamdet.Detector, clip: Path, tmp_path: Path) -> None:
+    """HLS: ffmpeg cuts the clip into 1 s AAC segments and a playlist, Python's http.server serves them;
+    streamdet reads ``http://127.0.0.1:PORT/audio.m3u8`` (a finished playlist is read as fast as it downloads,
+    and every window of it is evaluated). The reference is file mode on the playlist decoded by ffmpeg."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    playlist = convert(clip, folder / "audio.m3u8", "-c:a", "aac", "-f", "hls", "-hls_time", "1",
+                       "-hls_playlist_type", "vod")
+    reference = convert(playlist, tmp_path / "hls.wav")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        items = run_one_connection(SourceGroup(det, [f"hls=http://127.0.0.1:{port}/audio.m3u8"], settings=RETRY),
+                                   timeout=60)
+    finally:
+        stop(server)
+    assert [s.type for s in items if isinstance(s, SourceStatus)].count("connected") == 1, items
+    want = file_events(det, reference)
+    assert want  # the knock (AAC coding loses the whistle's weak call, in both)
+    assert_within_one_hop(events_of(items), want, det.hop)
 
 
 # --- UDP, TCP, SRT ------------------------------------------------------------------------------------
