@@ -270,6 +270,20 @@ def test_source_that_dies_and_comes_back_counts_the_gap_and_keeps_wall_time(det:
     assert abs(stream.position - (reconnected.wall_time + 2.0 - stream.wall_origin)) < 0.5
     assert final is not None  # the stream was closed at the end (open events closed)
     assert stream.closed
+    # The terminal view shows the reconnect: the count in the source's row, the outage in the recent list.
+    from rich.console import Console
+
+    from streamdet.cli.listen_sources import SourcesView
+
+    view = SourcesView(group)
+    for item in items:
+        view.add(item)
+    console = Console(width=140, record=True, force_terminal=False)
+    console.print(view.render())
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "http://127.0.0.1" in line)
+    assert row.split()[1:2] == ["cam"] and " 1 " in row, row  # 1 reconnect
+    assert f"connected lost {reconnected.lost:.2f} s" in text and "disconnected" in text, text
 
 
 # --- RTSP ---------------------------------------------------------------------------------------------
