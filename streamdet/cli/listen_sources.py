@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from ..live import LiveStream
     from ..sources import SourceGroup, SourceSpec
 
-URL_HELP = (r"Audio to listen to instead of a device, repeatable: \[NAME=]URL, any location ffmpeg reads "
-            "(rtsp://, http(s)://, udp://, tcp://, srt://, a local file played in real time, - for standard "
-            "input). Needs the stream extra.")
+URL_HELP = (r"A network or piped source, repeatable, beside or instead of --input: \[NAME=]URL, any location "
+            "ffmpeg reads (rtsp://, http(s)://, udp://, tcp://, a local file played in real time, - for standard "
+            "input; not srt://, which PyAV's ffmpeg lacks). Needs the stream extra.")
 # (rich reads "[s]" as markup in --help: the brackets are escaped)
 MQTT_HELP = ("Publish states, events and Home Assistant discovery to this broker: "
              r"mqtt\[s]://\[user:pass@]host\[:port] (needs the mqtt extra).")
