@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from loopback_servers import Mosquitto, Subscriber
 from test_cli_listen import Lines
 
 import streamdet
@@ -61,28 +62,37 @@ def test_audio_inputs_and_sources_share_inference_calls(tmp_path: Path) -> None:
 def test_two_named_inputs_and_a_url_in_one_listen(cli, cli_case, pulse_sink: str, tmp_path: Path) -> None:
     """`listen -i mic=pulse -i mic2=pulse --url rec=FILE`: both inputs hear the scene played into the null sink
     (onsets at their true wall times), the recording gives file mode's events, every update names its stream,
-    and the summary has a line per stream. Before, `--input` took one value and `--url` refused any input."""
+    the summary has a line per stream, and `--mqtt` publishes every stream's updates under its name. Before,
+    `--input` took one value and `--url` refused any input."""
     spec = [(0, 0.5, 1.0), (1, 2.0, 1.0), (2, 3.3, 0.8)]
     x, truth = cli_case.scene(spec, 4.5, 48000)
     wav = tmp_path / "scene.wav"
     sf.write(wav, x, 48000)
     rec = tmp_path / "rec.wav"
     sf.write(rec, x[: 3 * 48000], 48000)  # the first two events, played in real time by the url source
+    broker = Mosquitto(tmp_path)
+    subscriber = Subscriber(broker.url, topic="streamdet/#")
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
     proc = subprocess.Popen([*cli.command, "listen", "-i", "mic=pulse", "--input", "mic2=pulse", "--url",
                              f"rec={rec}", "--model", str(cli_case.model), "--format", "jsonl", "--hop", "0.25",
-                             "--duration", "6.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, **cli.interruptible)
+                             "--duration", "6.5", "--mqtt", broker.url], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **cli.interruptible)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
         err.wait_for(lambda line: line.startswith("listening to mic=input pulse, mic2=input pulse, rec="), 30)
     except AssertionError:
         proc.kill()
+        broker.stop()
         raise
     time.sleep(0.6)  # PortAudio's input timestamps settle during the device's first few hundred ms
     played = time.time()
     subprocess.run(["paplay", "-d", pulse_sink, str(wav)], check=True, timeout=30)
-    assert proc.wait(timeout=30) == 0, "".join(err.rest())
+    try:
+        assert proc.wait(timeout=30) == 0, "".join(err.rest())
+        messages = subscriber.wait_for(lambda ms: ms and ms[-1].payload == "offline")
+    finally:
+        subscriber.stop()
+        broker.stop()
     items = [json.loads(line) for line in out.rest()]
     updates = [u for u in items if "label" in u]
     assert {u["stream"] for u in updates} == {"mic", "mic2", "rec"}, items
@@ -99,7 +109,11 @@ def test_two_named_inputs_and_a_url_in_one_listen(cli, cli_case, pulse_sink: str
     for g, w in zip(got, want, strict=True):
         assert abs(g[1] - w[1]) <= 0.25 + 1e-9 and abs(g[2] - w[2]) <= 0.25 + 1e-9, (g, w)
     assert [i["type"] for i in items if i.get("stream") == "rec" and "label" not in i] == ["connected", "ended"]
+    for name in ("mic", "mic2", "rec"):
+        assert [m.json() for m in messages if m.topic == f"streamdet/{name}/events"] == [
+            u for u in updates if u["stream"] == name], name
     summary = "".join(err.rest())
+    assert "0 dropped" in summary, summary
     for name in ("mic", "mic2"):
         assert f"{name}: listened " in summary and "overflow(s)" in summary, summary
     assert "rec: listened " in summary, summary
