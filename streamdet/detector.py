@@ -34,7 +34,7 @@ from .scheduler import LiveScheduler
 from .scores import ScoreTrack
 from .session import ModelSession
 from .stitching import Timeline
-from .stream import Stream, UpdateCallback
+from .stream import Stream, UpdateCallback, push_pieces
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -170,22 +170,14 @@ class Detector:
     def push_many(
         self, items: Mapping[Stream, np.ndarray] | Iterable[tuple[Stream, np.ndarray]]
     ) -> dict[Stream, list[Update]]:
-        """Push samples to several streams; windows due together are batched into shared inference calls."""
+        """Push samples to several streams; windows due together are batched into shared inference calls
+        (long pushes go in pieces, :func:`~streamdet.stream.push_pieces`)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         streams = list(dict.fromkeys(s for s, _ in pairs))
         for s in streams:
             if s.engine is not self.engine:
                 raise ValueError(f"stream {s.name!r} belongs to another detector")
-        chunks: dict[int, list[np.ndarray]] = {}
-        for s, samples in pairs:
-            chunks.setdefault(id(s), []).append(samples)
-
-        def feed(s: Stream) -> None:
-            s.check_open()
-            for samples in chunks[id(s)]:
-                s.feed(samples)
-
-        results = self.engine.run(streams, feed)
+        results = push_pieces([(s, [samples for t, samples in pairs if t is s]) for s in streams])
         for s in streams:
             s.emit(results[s])
         return results
