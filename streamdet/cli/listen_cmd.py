@@ -11,6 +11,11 @@ with ``--format jsonl``, or when stdout is not a terminal, every update is one J
 Ending: ``--duration`` seconds (exit 0), Ctrl-C (open events are closed and printed, exit 130), or the
 device stops delivering audio (vanished: open events closed and printed, exit 1). A missing device
 exits 2, a busy one or a missing PortAudio exits 1. A second Ctrl-C while closing exits at once.
+
+Nothing here waits on the audio system without a deadline: opening the input (``OPEN_SECONDS``) and
+PortAudio's start/stop/close (:func:`streamdet.live.call_with_deadline`) are abandoned when a frozen audio
+server does not answer, so a frozen server ends ``listen`` with the summary, the open events closed and a
+clear error within a few seconds (``STALL_SECONDS`` plus the close deadline), and Ctrl-C always works.
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from . import listen_sources
-from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
+from .common import error, fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
 from .options import COMPUTE_DEVICES, InputOption, ModelOption, is_compute_device, with_detection_options
 from .text import plain, printable
 
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from ..events import Update
     from ..live import LiveStream
 
+OPEN_SECONDS = 15.0  # opening the input (PortAudio's device query and open) may take this long
 STALL_SECONDS = 3.0  # no audio from the device for this long (after the first block): it vanished
 START_SECONDS = 10.0  # no first block within this long: the device delivers nothing (some take ~2 s to start)
 LEVEL_SECONDS = 0.1  # input level: RMS/peak of the newest 100 ms
@@ -54,12 +60,20 @@ def _device_arg(device: str | None) -> int | str | None:
 
 def _open(det: Any, device: int | str | None, sample_rate: float | None) -> Any:
     """Open and start the live input, mapping device problems to clear errors (exit 2 missing, 1 otherwise)."""
+    from ..live import DeviceTimeoutError, call_with_deadline, forget_portaudio_at_exit
+
     sd = import_sounddevice()
     shown = "the default input device" if device is None else f"input device {device!r}"
     try:
-        live = det.listen(device, sample_rate=sample_rate, name="live" if device is None else str(device))
+        live = call_with_deadline(
+            lambda: det.listen(device, sample_rate=sample_rate, name="live" if device is None else str(device)),
+            OPEN_SECONDS, f"opening {shown}")
         live.start()
         return live
+    except DeviceTimeoutError as exc:
+        forget_portaudio_at_exit()
+        error(f"cannot open {shown}: {exc}")
+        _exit_now(1)
     except ValueError as exc:  # sounddevice: no device matching / not an input device
         fail(f"{shown}: {exc} (see `streamdet devices`)", 2)
     except sd.PortAudioError as exc:
@@ -251,7 +265,17 @@ def listen_command(
                              f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)"), err=True)
         code = _run(det, live, output_format, duration, device_label)
     listen_sources.close_publisher(publisher)
+    if live.device_abandoned:
+        _exit_now(code)
     raise typer.Exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit at once (after flushing): a thread is stuck in PortAudio, and the interpreter's normal shutdown
+    would wait on it or complain about the objects it still holds."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _input_and_device(input_device: str | None, device: str, compute: str | None) -> tuple[str | None, str]:
@@ -283,12 +307,15 @@ def _wait_for_audio(det: Any, live: Any, device_label: str) -> int | None:
                 det.close()
                 typer.echo(printable(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s"),
                            err=True)
+                _report_abandoned(live, device_label)
                 return 1
             time.sleep(0.01)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
         live.close()
         det.close()
         typer.echo("interrupted", err=True)
+        _report_abandoned(live, device_label)
         return 130
     return None
 
@@ -375,7 +402,15 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
         typer.echo(printable(f"error: {device_label}: {reason}"), err=True)
     elif code == 130:
         typer.echo("interrupted", err=True)
+    _report_abandoned(live, device_label)
     return code
+
+
+def _report_abandoned(live: Any, device_label: str) -> None:
+    """Say so when stopping the input was abandoned (the audio system did not answer: a frozen server)."""
+    if live.device_abandoned:
+        typer.echo(printable(f"error: {device_label}: the audio system is not answering ({live.close_error}); "
+                             "the input was abandoned"), err=True)
 
 
 def _print_summary(console: Any, events: list[Any], closed_at_stop: list[Any]) -> None:
