@@ -217,9 +217,10 @@ class Detector:
         sample_rate: float | None = None,
         channels: int = 1,
         name: str = "live",
-        blocksize: int = 0,
+        blocksize: int | None = None,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
+        latency: str | float | None = None,
         record_scores: bool = False,
         open_device: bool = True,
     ) -> LiveStream:
@@ -227,8 +228,10 @@ class Detector:
 
         ``device`` is the sounddevice input (index or part of a name; None: the system's default). With
         ``open_device=False`` no device is opened: feed captured blocks to ``live.capture`` yourself (custom
-        capture code, tests); ``sample_rate`` is then required."""
-        from .live import LiveStream, default_input_rate
+        capture code, tests); ``sample_rate`` is then required. ``blocksize`` / ``latency``: PortAudio's block size
+        in frames and input latency (None: :class:`~streamdet.live.LiveStream`'s defaults, 20 ms blocks and
+        "high", see :mod:`streamdet.live`)."""
+        from .live import DEVICE_LATENCY, LiveStream, default_input_rate
 
         if sample_rate is None:
             if not open_device:
@@ -236,7 +239,8 @@ class Detector:
             sample_rate = default_input_rate(device)
         stream = self.stream(sample_rate, channels, name=name, record_scores=record_scores)
         return LiveStream(stream, self.live_scheduler(), device=device, blocksize=blocksize, on_event=on_event,
-                          ring_seconds=ring_seconds, open_device=open_device)
+                          ring_seconds=ring_seconds, latency=DEVICE_LATENCY if latency is None else latency,
+                          open_device=open_device)
 
     def live_scheduler(self) -> LiveScheduler:
         """The thread serving this detector's live streams (created on first use, started by the first

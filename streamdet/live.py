@@ -8,6 +8,13 @@ delivers updates to the iterator queue and the ``on_event`` callback. A LiveStre
 stream and the scheduler (:meth:`streamdet.Detector.listen` does it) and implements the scheduler's
 :class:`~streamdet.scheduler.LiveSource` protocol (``stream``, ``drain``, ``deliver``, ``fail``).
 
+Device settings: PortAudio delivers blocks of ``BLOCK_SECONDS`` (20 ms) with its "high" input latency
+(about 35–80 ms of device buffering), not its default "low" latency with variable blocks: through
+PulseAudio's ALSA plugin the low setting woke the capture thread for every ~9 ms period (about 900 polls
+and 6 000 getpid calls per second at 48 kHz) and cost about 1.7× the CPU of the whole process, for a
+latency gain of a few tens of ms against the hop's 500 ms (benchmarks/live_cpu.py, benchmarks/RESULTS.md).
+``blocksize`` / ``latency`` override them.
+
 Clock and lost input:
 
 - The position of a block is normally the previous position plus the previous block's length.
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 
 _DONE = object()
 _wall_clock = time.time  # epoch seconds; a module attribute so tests can substitute a clock
+BLOCK_SECONDS = 0.02  # default PortAudio block (see "Device settings")
+DEVICE_LATENCY = "high"  # default PortAudio input latency setting
 DEVICE_TIMEOUT = 2.0  # seconds a PortAudio start/stop/close may take before it is abandoned
 T = TypeVar("T")
 
@@ -103,9 +112,11 @@ class LiveStream:
 
     ``stream`` is the underlying :class:`~streamdet.stream.Stream` (scores, counters); ``device_stream`` the
     sounddevice ``InputStream`` (None with ``open_device=False``: feed :meth:`capture` yourself, e.g. from
-    custom capture code or a test). ``device_timeout``: seconds PortAudio's start/stop/close may take before
-    the call is abandoned (``device_abandoned`` becomes True; :meth:`start` then raises
-    :class:`DeviceTimeoutError`, :meth:`close` carries on and closes the stream).
+    custom capture code or a test). ``blocksize`` (frames; None: ``BLOCK_SECONDS``, 0: PortAudio's choice) and
+    ``latency`` (a PortAudio setting or seconds) configure the device (see "Device settings").
+    ``device_timeout``: seconds PortAudio's start/stop/close may take before the call is abandoned
+    (``device_abandoned`` becomes True; :meth:`start` then raises :class:`DeviceTimeoutError`, :meth:`close`
+    carries on and closes the stream).
     """
 
     def __init__(
@@ -114,10 +125,10 @@ class LiveStream:
         scheduler: LiveScheduler,
         device: int | str | None = None,
         *,
-        blocksize: int = 0,
+        blocksize: int | None = None,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
-        latency: str | float = "low",
+        latency: str | float = DEVICE_LATENCY,
         open_device: bool = True,
         device_timeout: float = DEVICE_TIMEOUT,
     ) -> None:
@@ -128,6 +139,8 @@ class LiveStream:
         self.sample_rate = stream.sample_rate
         self.channels = stream.channels
         self.on_event = on_event
+        if blocksize is None:
+            blocksize = max(1, round(BLOCK_SECONDS * self.sample_rate))
         capacity = max(int(ring_seconds * self.sample_rate), 4096)
         guard = min(max(blocksize, 8192), capacity // 4)
         self.ring = RingBuffer(capacity, self.channels, guard=guard)

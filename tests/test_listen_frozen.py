@@ -6,70 +6,26 @@ server of the ``live`` tests is never frozen."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from private_pulse import SINK, PrivatePulse
 from test_cli_listen import Lines
-
-SINK = "frozen"
-
-
-class PrivatePulse:
-    """A PulseAudio server of our own: ``env`` points clients (libpulse, ALSA's pulse plugin) at it only."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        socket = root / "native"
-        self.env = {**os.environ, "HOME": str(root), "XDG_RUNTIME_DIR": str(root), "PULSE_RUNTIME_PATH":
-                    str(root / "pulse"), "PULSE_STATE_PATH": str(root / "state"), "PULSE_SERVER": f"unix:{socket}",
-                    "PULSE_SOURCE": f"{SINK}.monitor", "PULSE_SINK": SINK}
-        self.log = open(root / "pulseaudio.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disallow-exit",
-             f"--load=module-null-sink sink_name={SINK}",
-             f"--load=module-native-protocol-unix auth-anonymous=1 socket={socket}"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while subprocess.run(["pactl", "list", "short", "sinks"], env=self.env, capture_output=True, text=True,
-                             timeout=10).stdout.find(SINK) < 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"private PulseAudio did not start: {(root / 'pulseaudio.log').read_text()}")
-            time.sleep(0.2)
-
-    def freeze(self) -> None:
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture
 def private_pulse() -> Iterator[PrivatePulse]:
-    if not shutil.which("pulseaudio") or not shutil.which("pactl"):
-        pytest.fail("PulseAudio is not installed (apt-get install pulseaudio pulseaudio-utils)")
-    root = Path(tempfile.mkdtemp(prefix="sdpa-", dir="/tmp"))  # short: a unix socket path is at most 107 bytes
-    server = PrivatePulse(root)
+    """A private PulseAudio server for one test (a missing PulseAudio is a failure, not a skip)."""
+    server = PrivatePulse.start()
     try:
         yield server
     finally:
         server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _listen_with_an_open_event(cli, cli_case, pulse: PrivatePulse, tmp_path: Path):

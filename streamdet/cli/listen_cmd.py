@@ -220,6 +220,8 @@ def listen_command(
     url: list[str] | None = typer.Option(None, "--url", "-u", help=listen_sources.URL_HELP, show_default=False),
     reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Reopen a --url network source that "
                                                                              "drops, with back-off."),
+    pace: float = typer.Option(1.0, "--pace", help="Play local --url files this many times faster than real time "
+                                                   "(their event wall times are then the stream clock)."),
     mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
     mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help="First topic level of the MQTT messages."),
     discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
@@ -243,7 +245,11 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
+    if not (pace > 0 and math.isfinite(pace)):
+        fail(f"--pace must be a positive number, got {pace}", 2)
     sources = listen_sources.parse_urls(url) if url else None
+    if pace != 1.0 and not sources:
+        fail("--pace applies to --url files only", 2)
     if sources and input_device is not None:
         fail("give either --input or --url (an audio input and network sources in one process are not supported "
              "yet)", 2)
@@ -252,7 +258,8 @@ def listen_command(
     if sources:
         typer.echo(model_line(det), err=True)
         publisher = listen_sources.open_publisher(mqtt, det, [s.name for s in sources], mqtt_prefix, discovery_prefix)
-        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect))
+        raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect,
+                                                          pace))
     dev = _device_arg(input_device)
     live = _open(det, dev, sample_rate)
     publisher = listen_sources.open_publisher(mqtt, det, [live.stream.name], mqtt_prefix, discovery_prefix)

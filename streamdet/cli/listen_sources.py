@@ -136,11 +136,12 @@ class SourcesView:
 
 
 def listen_to_sources(det: Detector, specs: list[SourceSpec], output_format: str, duration: float | None,
-                      publisher: MqttPublisher | None, reconnect: bool = True) -> int:
-    """Run the sources until they end, ``duration`` passes or Ctrl-C; return the exit code."""
+                      publisher: MqttPublisher | None, reconnect: bool = True, pace: float = 1.0) -> int:
+    """Run the sources until they end, ``duration`` passes or Ctrl-C; return the exit code. ``pace``: local
+    files play this many times faster than real time."""
     from ..sources import ReaderSettings, SourceGroup
 
-    group = SourceGroup(det, specs, on_update=publisher, settings=ReaderSettings(reconnect=reconnect))
+    group = SourceGroup(det, specs, on_update=publisher, settings=ReaderSettings(reconnect=reconnect, pace=pace))
     view = SourcesView(group) if output_format == "live" else None
     n_events = 0
 
