@@ -86,7 +86,8 @@ def main() -> None:
     pulse = PrivatePulse.start()
     noise = pulse.root / "noise.wav"
     sf.write(noise, (0.1 * np.random.default_rng(0).standard_normal(48000 * 60)).astype(np.float32), 48000)
-    player = subprocess.Popen(["sh", "-c", f"while paplay -d {SINK} {noise}; do :; done"], env=pulse.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    player = subprocess.Popen(["sh", "-c", f"while paplay -d {SINK} {noise}; do :; done"], env=pulse.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows: dict[tuple[float, str], list[dict]] = {}
     try:
         for rep in range(args.reps):

@@ -226,12 +226,6 @@ class Stream:
             raise ValueError(f"unsupported sample type {x.dtype}")
         return x
 
-    def pieces(self, samples: np.ndarray) -> Iterator[np.ndarray]:
-        """``samples`` (checked by :meth:`as_frames`) in views of at most :attr:`piece_frames` frames."""
-        x = self.as_frames(samples)
-        for start in range(0, x.shape[0], self.piece_frames):
-            yield x[start : start + self.piece_frames]
-
     def feed(self, samples: np.ndarray) -> None:
         """Sanitise, downmix and resample ``samples`` into the history (no window is evaluated here)."""
         x = self.as_frames(samples)
@@ -331,8 +325,9 @@ class Stream:
 
 
 def push_pieces(items: Sequence[tuple[Stream, Sequence[np.ndarray]]]) -> dict[Stream, list[Update]]:
-    """Feed each stream its arrays and evaluate what is due, in rounds of one piece (:meth:`Stream.pieces`)
-    per stream; return each stream's updates (not passed to ``on_event``: the caller emits them).
+    """Feed each stream its arrays and evaluate what is due, in rounds of one piece (at most
+    :attr:`Stream.piece_frames` frames) per stream; return each stream's updates (not passed to ``on_event``:
+    the caller emits them).
 
     All the streams must share one engine (``Detector.push_many`` checks it). Every array is checked first, so
     a bad one raises before any audio is fed; a closed stream raises RuntimeError. Windows due together on
@@ -342,11 +337,11 @@ def push_pieces(items: Sequence[tuple[Stream, Sequence[np.ndarray]]]) -> dict[St
     streams = list(dict.fromkeys(s for s, _ in items))
     if not streams:
         return {}
-    for s, arrays in items:
+    arrays: dict[int, list[np.ndarray]] = {id(s): [] for s in streams}
+    for s, given in items:  # check everything before feeding anything
         s.check_open()
-        for samples in arrays:
-            s.as_frames(samples)
-    queues = {id(s): _chain(s, [a for t, arrays in items if t is s for a in arrays]) for s in streams}
+        arrays[id(s)] += [s.as_frames(samples) for samples in given]
+    queues = {id(s): _pieces(s.piece_frames, arrays[id(s)]) for s in streams}
     out: dict[Stream, list[Update]] = {s: [] for s in streams}
     engine = streams[0].engine
     first = True
@@ -369,9 +364,10 @@ def _feeder(piece: dict[int, np.ndarray | None]) -> Callable[[Stream], None]:
     return feed
 
 
-def _chain(stream: Stream, arrays: list[np.ndarray]) -> Iterator[np.ndarray]:
-    for samples in arrays:
-        yield from stream.pieces(samples)
+def _pieces(size: int, arrays: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for x in arrays:
+        for start in range(0, x.shape[0], size):
+            yield x[start : start + size]
 
 
 class _History:
