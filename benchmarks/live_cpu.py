@@ -1,7 +1,8 @@
 """Live capture CPU: one ``Detector.listen`` stream on a real PulseAudio null sink (a private server, fed by
-``paplay`` in a loop) at several device rates, PortAudio's old settings (variable blocks, "low" latency)
-against the current defaults (20 ms blocks, "high" latency), interleaved in one run. Prints figures (not a
-timed test); record them in benchmarks/RESULTS.md.
+``paplay`` in a loop) at several device rates, PortAudio's "low" latency (the old default) against
+"high" (the current one), both with PortAudio's own block size, and "high" with fixed 20 ms blocks (PortAudio
+re-blocks the periods; its input timestamps then jump, read as lost audio), interleaved in one run. Prints
+figures (not a timed test); record them in benchmarks/RESULTS.md.
 
     python benchmarks/live_cpu.py [--rates 16000,44100,48000] [--seconds 15] [--reps 2] [--strace]
 
@@ -25,15 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-CONFIGS = {"before (blocks: PortAudio's choice, latency low)": (0, "low"),
-           "now (20 ms blocks, latency high)": (None, None)}
+CONFIGS = {"before: latency low": (0, "low"), "now: latency high": (0, None),
+           "fixed 20 ms blocks, latency high": ("20ms", None)}
 
 
-def child(rate: float, blocksize: int | None, latency: str | None, seconds: float) -> None:
+def child(rate: float, blocksize: int | str, latency: str | None, seconds: float) -> None:
     """Run one stream and print its figures as JSON."""
     import streamdet
 
     det = streamdet.Detector(device="cpu", hop=0.5, threads=1)
+    if blocksize == "20ms":
+        blocksize = round(0.02 * rate)
     live = det.listen("pulse", sample_rate=rate, blocksize=blocksize, latency=latency)
     live.start()
     time.sleep(3.0)

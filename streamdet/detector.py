@@ -217,7 +217,7 @@ class Detector:
         sample_rate: float | None = None,
         channels: int = 1,
         name: str = "live",
-        blocksize: int | None = None,
+        blocksize: int = 0,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
         latency: str | float | None = None,
@@ -229,8 +229,7 @@ class Detector:
         ``device`` is the sounddevice input (index or part of a name; None: the system's default). With
         ``open_device=False`` no device is opened: feed captured blocks to ``live.capture`` yourself (custom
         capture code, tests); ``sample_rate`` is then required. ``blocksize`` / ``latency``: PortAudio's block size
-        in frames and input latency (None: :class:`~streamdet.live.LiveStream`'s defaults, 20 ms blocks and
-        "high", see :mod:`streamdet.live`)."""
+        in frames (0: PortAudio's choice) and input latency (None: "high", see :mod:`streamdet.live`)."""
         from .live import DEVICE_LATENCY, LiveStream, default_input_rate
 
         if sample_rate is None:

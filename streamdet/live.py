@@ -8,12 +8,13 @@ delivers updates to the iterator queue and the ``on_event`` callback. A LiveStre
 stream and the scheduler (:meth:`streamdet.Detector.listen` does it) and implements the scheduler's
 :class:`~streamdet.scheduler.LiveSource` protocol (``stream``, ``drain``, ``deliver``, ``fail``).
 
-Device settings: PortAudio delivers blocks of ``BLOCK_SECONDS`` (20 ms) with its "high" input latency
-(about 35–80 ms of device buffering), not its default "low" latency with variable blocks: through
-PulseAudio's ALSA plugin the low setting woke the capture thread for every ~9 ms period (about 900 polls
-and 6 000 getpid calls per second at 48 kHz) and cost about 1.7× the CPU of the whole process, for a
-latency gain of a few tens of ms against the hop's 500 ms (benchmarks/live_cpu.py, benchmarks/RESULTS.md).
-``blocksize`` / ``latency`` override them.
+Device settings: PortAudio's "high" input latency (about 35 ms of device buffering) with the block size
+left to PortAudio (one host period), not its "low" latency: through PulseAudio's ALSA plugin the low setting
+woke the capture thread about 480 times a second at 48 kHz (100-frame periods; about 900 polls and 6 000
+getpid calls a second) for a latency gain of ~25 ms against the hop's 500 ms (benchmarks/live_cpu.py,
+benchmarks/RESULTS.md). A fixed ``blocksize`` is not the default: PortAudio's ALSA host then re-blocks the
+periods and its input timestamps run up to 1.4x faster than the audio, which the rule below would read as
+lost input. ``blocksize`` / ``latency`` override them.
 
 Clock and lost input:
 
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 
 _DONE = object()
 _wall_clock = time.time  # epoch seconds; a module attribute so tests can substitute a clock
-BLOCK_SECONDS = 0.02  # default PortAudio block (see "Device settings")
 DEVICE_LATENCY = "high"  # default PortAudio input latency setting
 DEVICE_TIMEOUT = 2.0  # seconds a PortAudio start/stop/close may take before it is abandoned
 T = TypeVar("T")
@@ -112,7 +112,7 @@ class LiveStream:
 
     ``stream`` is the underlying :class:`~streamdet.stream.Stream` (scores, counters); ``device_stream`` the
     sounddevice ``InputStream`` (None with ``open_device=False``: feed :meth:`capture` yourself, e.g. from
-    custom capture code or a test). ``blocksize`` (frames; None: ``BLOCK_SECONDS``, 0: PortAudio's choice) and
+    custom capture code or a test). ``blocksize`` (frames; 0: PortAudio's choice) and
     ``latency`` (a PortAudio setting or seconds) configure the device (see "Device settings").
     ``device_timeout``: seconds PortAudio's start/stop/close may take before the call is abandoned
     (``device_abandoned`` becomes True; :meth:`start` then raises :class:`DeviceTimeoutError`, :meth:`close`
@@ -125,7 +125,7 @@ class LiveStream:
         scheduler: LiveScheduler,
         device: int | str | None = None,
         *,
-        blocksize: int | None = None,
+        blocksize: int = 0,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
         latency: str | float = DEVICE_LATENCY,
@@ -139,8 +139,6 @@ class LiveStream:
         self.sample_rate = stream.sample_rate
         self.channels = stream.channels
         self.on_event = on_event
-        if blocksize is None:
-            blocksize = max(1, round(BLOCK_SECONDS * self.sample_rate))
         capacity = max(int(ring_seconds * self.sample_rate), 4096)
         guard = min(max(blocksize, 8192), capacity // 4)
         self.ring = RingBuffer(capacity, self.channels, guard=guard)
@@ -173,6 +171,8 @@ class LiveStream:
                 latency=latency,
                 callback=self.capture,
             )
+            # a timestamp jump within the device's buffer is jitter of the host's clock, not an overrun
+            self._tolerance = max(self._tolerance, int(float(self.device_stream.latency) * self.sample_rate))
 
     # --- producer side (PortAudio thread) ----------------------------------------------------
     def capture(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
