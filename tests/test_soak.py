@@ -46,3 +46,25 @@ def test_an_hour_three_ways_same_events_flat_memory(band_model: Path, cli, tmp_p
 def test_pace_is_checked(cli, band_model: Path, args: list[str], message: str) -> None:
     result = cli("listen", "--model", band_model, *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_a_file_read_faster_than_the_detector_waits_for_it(band_model: Path, tmp_path: Path) -> None:
+    """An unpaced local file (decoded far faster than the detector runs) holds only about MAX_QUEUED_SECONDS of
+    decoded audio at a time: before the back-pressure the whole file queued up (4 GB over 24 h at --pace 1000)."""
+    import tracemalloc
+
+    from streamdet.sources import ReaderSettings, SourceGroup
+
+    flac = write_flac(tmp_path / "ten.flac", 10)
+    det = streamdet.Detector(band_model, device="cpu", hop=0.5, threads=1)
+    tracemalloc.start()
+    try:
+        with SourceGroup(det, [f"f={flac}"], settings=ReaderSettings(realtime=False)) as group:
+            items = list(group)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    offsets = [(u.label, round(u.onset, 6), round(u.offset, 6)) for u in items if getattr(u, "type", "") == "offset"]
+    assert offsets == [event_key(e) for e in det.detect_file(flac)]
+    assert peak < 10e6, peak  # the 10 minutes at 16 kHz are 38 MB

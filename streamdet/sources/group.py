@@ -9,6 +9,11 @@ closed with ``Stream.close``. The updates and the connection statuses come out o
 iterate it, call :meth:`SourceGroup.get`, or pass ``on_update`` / ``on_status`` callbacks (an MQTT
 publisher, for instance).
 
+Back-pressure: a source that is not on the network (a local file, standard input) waits while more than
+``MAX_QUEUED_SECONDS`` of its decoded audio waits for the detector, so a file played faster than the
+detector follows (``--pace``) or a fast pipe holds memory bounded instead of queueing the whole input. A
+network source never waits (its server would drop the connection): it is as fast as real time anyway.
+
     with SourceGroup(det, ["cam1=rtsp://10.0.0.5/live", "door=http://10.0.0.6/audio.mp3"]) as group:
         for item in group:                       # Update or SourceStatus
             print(item.to_dict())
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
 _DONE = object()
 Item = Update | SourceStatus
+MAX_QUEUED_SECONDS = 10.0  # decoded audio of a local file or pipe that may wait for the detector
 
 
 class SourceGroup:
@@ -63,6 +69,8 @@ class SourceGroup:
         self.readers = {spec.name: SourceReader(spec, self, settings) for spec in self.specs}
         self.final_updates: list[Update] = []
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued: dict[str, int] = {}  # samples of each source waiting in the inbox
+        self._room = threading.Condition()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._active = set(self.readers)
         self._closing = threading.Event()
@@ -80,7 +88,15 @@ class SourceGroup:
         self._inbox.put(("format", name, sample_rate))
 
     def audio(self, name: str, samples: np.ndarray) -> None:
-        """Decoded samples of one source."""
+        """Decoded samples of one source (a local file or a pipe waits here while too much of its audio waits
+        for the detector: see the module docstring)."""
+        reader = self.readers[name]
+        with self._room:
+            if not reader.network and reader.sample_rate:
+                limit = MAX_QUEUED_SECONDS * reader.sample_rate
+                while self._queued.get(name, 0) > limit and not (reader.stopping or self._closing.is_set()):
+                    self._room.wait(0.1)
+            self._queued[name] = self._queued.get(name, 0) + samples.size
         self._inbox.put(("audio", name, samples))
 
     def lost(self, name: str, frames: int) -> None:
@@ -197,6 +213,10 @@ class SourceGroup:
         pending: dict[Stream, list[np.ndarray]] = {}
         for kind, name, value in batch:
             stream = self.streams.get(name)
+            if kind == "audio":
+                with self._room:
+                    self._queued[name] -= value.size
+                    self._room.notify_all()
             if kind == "audio" and stream is not None:
                 pending.setdefault(stream, []).append(value)
                 continue

@@ -177,6 +177,11 @@ class SourceReader:
         """Ask the thread to stop (it ends after the current read; network reads time out)."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True when it has ended."""
         self._thread.join(timeout)
