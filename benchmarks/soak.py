@@ -1,6 +1,6 @@
 """Soak and push-size benchmarks: prints figures (not a timed test). Record them in benchmarks/RESULTS.md.
 
-    python benchmarks/soak.py [--sections push,soak] [--hours 24] [--push-hours 2] [--pace 1000]
+    python benchmarks/soak.py [--sections push,soak|listen] [--hours 24] [--push-hours 2] [--pace 1000]
 
 - push: the engine's own cost of one large push against the same audio in small pushes, inference stubbed out
   (the bundled model's geometry, a runner that returns zeros), ``--push-hours`` of 16 kHz audio: wall time (a
@@ -10,6 +10,7 @@
   (``Stream.push``), file mode (``Detector.open_file`` on a FLAC of the same audio) and ``streamdet listen --url
   FILE --pace PACE``. Resident memory every simulated hour, wall time, and whether the three give identical
   events (label, onset, offset).
+- listen: the soak without the pushed run (file mode and ``listen --url``).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _hourly(samples: list, hours: float) -> list[float]:
     return [min(samples, key=lambda s: abs(s[0] - h))[1] for h in range(1, int(hours) + 1)]
 
 
-def soak(hours: float, pace: float) -> None:
+def soak(hours: float, pace: float, listen_only: bool = False) -> None:
     """The soak section: three runs over the same audio, memory per hour, event equality."""
     from onnx_test_model import build_band_model
     from soak_audio import listen_soak, write_flac
@@ -120,7 +121,8 @@ def soak(hours: float, pace: float) -> None:
         flac = write_flac(Path(tmp) / "soak.flac", round(hours * 60))
         print(f"wrote {hours:g} h of FLAC ({flac.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr, flush=True)
-        runs = {"push": _child("soak_push", str(model), str(hours)), "file": _child("soak_file", str(model), str(flac))}
+        runs = {} if listen_only else {"push": _child("soak_push", str(model), str(hours))}
+        runs["file"] = _child("soak_file", str(model), str(flac))
         t0 = time.perf_counter()
         offsets, samples, err, code = listen_soak(_streamdet_command(), model, flac, pace, every_wall=1.0,
                                                   timeout=hours * 3600 / pace * 5 + 300)
@@ -169,8 +171,8 @@ def main() -> None:
         print("|---|---|---|")
         for name in ("one push", "10 s pushes", "0.1 s pushes"):
             print(f"| {name} | {r[name]['seconds']:.2f} | {r[name]['peak_mb']:.1f} MB |")
-    if "soak" in sections:
-        soak(args.hours, args.pace)
+    if "soak" in sections or "listen" in sections:
+        soak(args.hours, args.pace, listen_only="soak" not in sections)
 
 
 if __name__ == "__main__":

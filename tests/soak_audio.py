@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,18 +120,24 @@ def listen_soak(command: list[str], model: Path, path: Path, pace: float, every_
     """``streamdet listen --url soak=FILE --pace PACE`` as a subprocess: the (label, onset, offset) of its
     offsets, ``[(simulated hours (wall time × pace), RSS MB)]`` sampled every ``every_wall`` s, its stderr and
     exit code."""
-    proc = subprocess.Popen([*command, "listen", "--url", f"soak={path}", "--pace", str(pace), "--model",
-                             str(model), "--hop", "0.5", "--device", "cpu", "--format", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    samples: list[tuple[float, float]] = []
-    t0 = time.monotonic()
-    while proc.poll() is None and time.monotonic() - t0 < timeout:
-        try:
-            samples.append(((time.monotonic() - t0) * pace / 3600, rss_mb(proc.pid)))
-        except (OSError, RuntimeError):  # it just ended
-            break
-        time.sleep(every_wall)
-    out, err = proc.communicate(timeout=60)
-    events = [json.loads(line) for line in out.splitlines()]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:  # pipes would fill up
+        proc = subprocess.Popen([*command, "listen", "--url", f"soak={path}", "--pace", str(pace), "--model",
+                                 str(model), "--hop", "0.5", "--device", "cpu", "--format", "jsonl"],
+                                stdout=out, stderr=err, text=True)
+        samples: list[tuple[float, float]] = []
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            try:
+                samples.append(((time.monotonic() - t0) * pace / 3600, rss_mb(proc.pid)))
+            except (OSError, RuntimeError):  # it just ended
+                break
+            time.sleep(every_wall)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        out.seek(0)
+        err.seek(0)
+        lines, err_text = out.read().splitlines(), err.read()
+    events = [json.loads(line) for line in lines]
     offsets = [(u["label"], round(u["onset"], 6), round(u["offset"], 6)) for u in events if u.get("type") == "offset"]
-    return offsets, samples, err, proc.returncode
+    return offsets, samples, err_text, proc.returncode
