@@ -34,7 +34,7 @@ from .scheduler import LiveScheduler
 from .scores import ScoreTrack
 from .session import ModelSession
 from .stitching import Timeline
-from .stream import Stream, UpdateCallback
+from .stream import Stream, UpdateCallback, push_pieces
 
 if TYPE_CHECKING:
     from .live import LiveStream
@@ -170,22 +170,14 @@ class Detector:
     def push_many(
         self, items: Mapping[Stream, np.ndarray] | Iterable[tuple[Stream, np.ndarray]]
     ) -> dict[Stream, list[Update]]:
-        """Push samples to several streams; windows due together are batched into shared inference calls."""
+        """Push samples to several streams; windows due together are batched into shared inference calls
+        (long pushes go in pieces, :func:`~streamdet.stream.push_pieces`)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         streams = list(dict.fromkeys(s for s, _ in pairs))
         for s in streams:
             if s.engine is not self.engine:
                 raise ValueError(f"stream {s.name!r} belongs to another detector")
-        chunks: dict[int, list[np.ndarray]] = {}
-        for s, samples in pairs:
-            chunks.setdefault(id(s), []).append(samples)
-
-        def feed(s: Stream) -> None:
-            s.check_open()
-            for samples in chunks[id(s)]:
-                s.feed(samples)
-
-        results = self.engine.run(streams, feed)
+        results = push_pieces([(s, [samples for t, samples in pairs if t is s]) for s in streams])
         for s in streams:
             s.emit(results[s])
         return results
@@ -228,6 +220,7 @@ class Detector:
         blocksize: int = 0,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
+        latency: str | float | None = None,
         record_scores: bool = False,
         open_device: bool = True,
     ) -> LiveStream:
@@ -235,8 +228,9 @@ class Detector:
 
         ``device`` is the sounddevice input (index or part of a name; None: the system's default). With
         ``open_device=False`` no device is opened: feed captured blocks to ``live.capture`` yourself (custom
-        capture code, tests); ``sample_rate`` is then required."""
-        from .live import LiveStream, default_input_rate
+        capture code, tests); ``sample_rate`` is then required. ``blocksize`` / ``latency``: PortAudio's block size
+        in frames (0: PortAudio's choice) and input latency (None: "high", see :mod:`streamdet.live`)."""
+        from .live import DEVICE_LATENCY, LiveStream, default_input_rate
 
         if sample_rate is None:
             if not open_device:
@@ -244,7 +238,8 @@ class Detector:
             sample_rate = default_input_rate(device)
         stream = self.stream(sample_rate, channels, name=name, record_scores=record_scores)
         return LiveStream(stream, self.live_scheduler(), device=device, blocksize=blocksize, on_event=on_event,
-                          ring_seconds=ring_seconds, open_device=open_device)
+                          ring_seconds=ring_seconds, latency=DEVICE_LATENCY if latency is None else latency,
+                          open_device=open_device)
 
     def live_scheduler(self) -> LiveScheduler:
         """The thread serving this detector's live streams (created on first use, started by the first

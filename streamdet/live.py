@@ -8,6 +8,14 @@ delivers updates to the iterator queue and the ``on_event`` callback. A LiveStre
 stream and the scheduler (:meth:`streamdet.Detector.listen` does it) and implements the scheduler's
 :class:`~streamdet.scheduler.LiveSource` protocol (``stream``, ``drain``, ``deliver``, ``fail``).
 
+Device settings: PortAudio's "high" input latency (about 35 ms of device buffering) with the block size
+left to PortAudio (one host period), not its "low" latency: through PulseAudio's ALSA plugin the low setting
+woke the capture thread about 480 times a second at 48 kHz (100-frame periods; about 900 polls and 6 000
+getpid calls a second) for a latency gain of ~25 ms against the hop's 500 ms (benchmarks/live_cpu.py,
+benchmarks/RESULTS.md). A fixed ``blocksize`` is not the default: PortAudio's ALSA host then re-blocks the
+periods and its input timestamps run up to 1.4x faster than the audio, which the rule below would read as
+lost input. ``blocksize`` / ``latency`` override them.
+
 Clock and lost input:
 
 - The position of a block is normally the previous position plus the previous block's length.
@@ -19,6 +27,11 @@ Clock and lost input:
   ``overflows`` (even when the host API gives no timestamps to size the gap).
 - A reader that falls more than the ring's capacity behind loses the overwritten frames, also
   counted as lost and replaced by zeros (see :mod:`streamdet.ring_buffer`).
+- A frozen audio system (a stopped PulseAudio server, a hung driver) can block PortAudio's ``start``,
+  ``stop`` and ``close`` for ever. They run on a helper thread with a deadline (:func:`call_with_deadline`,
+  ``device_timeout`` seconds); a call that misses it is abandoned (:attr:`LiveStream.device_abandoned`),
+  :meth:`LiveStream.close` still flushes the stream (open events get their offset), and sounddevice's exit
+  handler (which would call PortAudio again) is unregistered so the process can still exit.
 - Wall-clock times: each callback anchors its first frame to ``time.time()`` at the block's ADC
   time (``now − (currentTime − inputBufferAdcTime)``, or ``now − block duration`` without
   timestamps); an update's ``wall_time`` is the newest anchor plus the onset's offset from it.
@@ -26,12 +39,13 @@ Clock and lost input:
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +58,46 @@ if TYPE_CHECKING:
 
 _DONE = object()
 _wall_clock = time.time  # epoch seconds; a module attribute so tests can substitute a clock
+DEVICE_LATENCY = "high"  # default PortAudio input latency setting
+DEVICE_TIMEOUT = 2.0  # seconds a PortAudio start/stop/close may take before it is abandoned
+T = TypeVar("T")
+
+
+class DeviceTimeoutError(TimeoutError):
+    """A call into the audio system did not return in time (the audio server or driver is frozen)."""
+
+
+def call_with_deadline(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """Run ``fn()`` on a daemon thread and return its result (or raise its exception) if it ends within
+    ``seconds``; else raise :class:`DeviceTimeoutError` naming ``what`` and leave the thread behind (it may
+    never return). The caller's thread only waits on an event, so Ctrl-C reaches it meanwhile."""
+    done = threading.Event()
+    result: list[Any] = []
+
+    def call() -> None:
+        try:
+            result.append((True, fn()))
+        except BaseException as exc:  # re-raised in the caller's thread
+            result.append((False, exc))
+        done.set()
+
+    threading.Thread(target=call, name=f"streamdet-audio: {what}", daemon=True).start()
+    if not done.wait(seconds):
+        raise DeviceTimeoutError(f"{what} did not return within {seconds:g} s (is the audio server frozen?)")
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+
+
+def forget_portaudio_at_exit() -> None:
+    """After an abandoned call PortAudio may be stuck: do not let sounddevice's exit handler call it again
+    (Pa_Terminate would block the interpreter's exit)."""
+    import sounddevice as sd
+
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
 
 
 def default_input_rate(device: int | str | None) -> float:
@@ -58,7 +112,11 @@ class LiveStream:
 
     ``stream`` is the underlying :class:`~streamdet.stream.Stream` (scores, counters); ``device_stream`` the
     sounddevice ``InputStream`` (None with ``open_device=False``: feed :meth:`capture` yourself, e.g. from
-    custom capture code or a test).
+    custom capture code or a test). ``blocksize`` (frames; 0: PortAudio's choice) and
+    ``latency`` (a PortAudio setting or seconds) configure the device (see "Device settings").
+    ``device_timeout``: seconds PortAudio's start/stop/close may take before the call is abandoned
+    (``device_abandoned`` becomes True; :meth:`start` then raises :class:`DeviceTimeoutError`, :meth:`close`
+    carries on and closes the stream).
     """
 
     drop_backlog = True  # the scheduler's lag rule applies: a device does not wait for inference
@@ -72,8 +130,9 @@ class LiveStream:
         blocksize: int = 0,
         on_event: UpdateCallback | None = None,
         ring_seconds: float = 30.0,
-        latency: str | float = "low",
+        latency: str | float = DEVICE_LATENCY,
         open_device: bool = True,
+        device_timeout: float = DEVICE_TIMEOUT,
     ) -> None:
         self.stream = stream
         self.scheduler = scheduler
@@ -99,6 +158,9 @@ class LiveStream:
         self.closed = False
         self._close_lock = threading.Lock()
         self.final_updates: list[Update] = []
+        self.device_timeout = float(device_timeout)
+        self.device_abandoned = False  # a PortAudio call missed its deadline (see the module docstring)
+        self.close_error: BaseException | None = None  # what stopping the device raised, if anything
         if open_device:
             import sounddevice as sd
 
@@ -111,6 +173,8 @@ class LiveStream:
                 latency=latency,
                 callback=self.capture,
             )
+            # a timestamp jump within the device's buffer is jitter of the host's clock, not an overrun
+            self._tolerance = max(self._tolerance, int(float(self.device_stream.latency) * self.sample_rate))
 
     # --- producer side (PortAudio thread) ----------------------------------------------------
     def capture(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -177,18 +241,43 @@ class LiveStream:
             self._started = True
             self.scheduler.add(self)
             if self.device_stream is not None:
-                self.device_stream.start()
+                self._device_call(self.device_stream.start, "starting the audio input")
         return self
 
+    def _device_call(self, fn: Callable[[], object], what: str) -> None:
+        """``fn()`` with the device deadline; marks the device abandoned when it misses it."""
+        try:
+            call_with_deadline(fn, self.device_timeout, what)
+        except DeviceTimeoutError:
+            self.device_abandoned = True
+            forget_portaudio_at_exit()
+            raise
+
+    def _stop_device(self) -> None:
+        """Stop and close the device within the deadline; a failure or a timeout is recorded, not raised."""
+        stream = self.device_stream
+
+        def stop_and_close() -> None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+
+        try:
+            self._device_call(stop_and_close, "stopping the audio input")
+        except Exception as exc:  # DeviceTimeoutError, PortAudioError (device gone): close the stream anyway
+            self.close_error = exc
+
     def close(self) -> list[Update]:
-        """Stop capturing, evaluate the remaining audio, close open events; return the last updates."""
+        """Stop capturing, evaluate the remaining audio, close open events; return the last updates.
+
+        Never blocks on a frozen audio system for more than ``device_timeout`` seconds (see the class)."""
         with self._close_lock:
             if self.closed:
                 return []
             self.closed = True
-            if self.device_stream is not None:
-                self.device_stream.stop()
-                self.device_stream.close()
+            if self.device_stream is not None and not self.device_abandoned:
+                self._stop_device()
             self.scheduler.remove(self)
             with self.stream.lock:
                 if not self.stream.closed:

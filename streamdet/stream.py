@@ -16,7 +16,7 @@ Thread safety: every method takes the stream's lock (``lock``, re-entrant). Besi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from .scores import ScoreTrack
 from .stitching import Stitcher
 from .tracker import EventTracker
 
-__all__ = ["Stream", "UpdateCallback"]
+__all__ = ["Stream", "UpdateCallback", "push_pieces"]
 
 UpdateCallback = Callable[[Update], Any]
 
@@ -40,6 +40,11 @@ class Stream:
     zero-filled, input rate), ``nonfinite_samples``, ``skipped_samples`` (model rate, dropped by the
     live lag rule), ``windows`` (evaluated). ``latest_scores`` is the newest final frame of the score
     track (for meters), ``latest_clipwise`` the newest window's clip-level scores.
+
+    Memory and cost: a push of any length is fed and evaluated in pieces of at most :attr:`piece_frames`
+    input frames (:func:`push_pieces`), and the history keeps only the samples of windows not yet evaluated
+    (:class:`_History`), so a stream holds at most about one window plus one batch of hops of model-rate
+    audio however much is pushed at once, and the bookkeeping per sample is constant.
     """
 
     def __init__(
@@ -66,8 +71,10 @@ class Stream:
         self._stitcher = Stitcher(self._t, len(engine.labels))
         self._tracker = EventTracker(engine.labels, engine.rules, self._t.frame_seconds, name)
         self.lock = threading.RLock()
-        self._hist = np.zeros(0, np.float32)  # model-rate samples from absolute position _hist_start
-        self._hist_start = 0
+        self._hist = _History()  # model-rate samples of the windows not yet evaluated
+        t = self._t
+        piece_model = t.hop * engine.batch_limit  # model samples fed per piece: about one inference batch
+        self.piece_frames = max(1, int(piece_model * self.sample_rate / t.sample_rate))
         self._received = 0  # model-rate samples received
         self._next_k = 1  # next window to evaluate
         self.closed = False
@@ -85,9 +92,12 @@ class Stream:
 
     # --- public ---------------------------------------------------------------------------
     def push(self, samples: np.ndarray) -> list[Update]:
-        """Add ``samples`` ([frames] mono or [frames, channels]); return the updates this produced."""
+        """Add ``samples`` ([frames] mono or [frames, channels]); return the updates this produced.
+
+        A long push is fed and evaluated in pieces (:func:`push_pieces`): memory and time do not depend on
+        how the audio is chunked."""
         with self.lock:
-            updates = self.engine.run([self], lambda s: (s.check_open(), s.feed(samples)))[self]
+            updates = push_pieces([(self, [samples])])[self]
             self.emit(updates)
             return updates
 
@@ -95,7 +105,12 @@ class Stream:
         """Record ``frames`` input frames that were lost (dropped blocks): they count as silence on the
         timeline, so later samples keep their true timestamps, and are added to ``lost_samples``."""
         with self.lock:
-            updates = self.engine.run([self], lambda s: (s.check_open(), s.feed_lost(int(frames))))[self]
+            self.check_open()
+            frames = int(frames)
+            updates: list[Update] = []
+            for start in range(0, max(frames, 1), self.piece_frames):
+                n = min(self.piece_frames, frames - start)
+                updates += self.engine.run([self], lambda s, n=n: s.feed_lost(n))[self]
             self.emit(updates)
             return updates
 
@@ -109,7 +124,7 @@ class Stream:
             updates += self._frames(first, frames)
             updates += self._tracker.close(self._received / self._t.sample_rate)
             self.closed = True
-            self._hist = np.zeros(0, np.float32)
+            self._hist = _History()
             self.emit(updates)
             return updates
 
@@ -195,8 +210,9 @@ class Stream:
             for u in updates:
                 self.on_event(u)
 
-    def feed(self, samples: np.ndarray) -> None:
-        """Sanitise, downmix and resample ``samples`` into the history (no window is evaluated here)."""
+    def as_frames(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` as ``[frames]`` (mono) or ``[frames, channels]`` (a view); ValueError naming the stream
+        for a wrong shape or channel count, or a sample type that is not a number."""
         x = np.asarray(samples)
         if x.ndim == 2 and x.shape[1] != self.channels:
             raise ValueError(f"stream {self.name!r} has {self.channels} channels, got {x.shape[1]}")
@@ -206,6 +222,13 @@ class Stream:
             x = x.reshape(-1, self.channels)
         if x.ndim not in (1, 2):
             raise ValueError(f"samples must be [frames] or [frames, channels], got shape {x.shape}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ValueError(f"unsupported sample type {x.dtype}")
+        return x
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Sanitise, downmix and resample ``samples`` into the history (no window is evaluated here)."""
+        x = self.as_frames(samples)
         if x.shape[0] == 0:
             return
         if not np.issubdtype(x.dtype, np.floating):
@@ -239,7 +262,7 @@ class Stream:
 
     def _append(self, y: np.ndarray) -> None:
         if y.size:
-            self._hist = np.concatenate([self._hist, y]) if self._hist.size else np.array(y, np.float32)
+            self._hist.append(y)
             self._received += y.size
 
     # --- the scheduler's protocol (with the lock held) ------------------------------------------------
@@ -253,12 +276,13 @@ class Stream:
         if not ks:
             return [], np.zeros((0, t.window), np.float32)
         out = np.zeros((len(ks), t.window), np.float32)
-        hist_end = self._hist_start + self._hist.size
+        hist, hist_start = self._hist.view(), self._hist.start
+        hist_end = hist_start + hist.size
         for i, k in enumerate(ks):
             a, b = k * t.hop - t.window, k * t.hop
-            lo, hi = max(a, self._hist_start), min(b, hist_end)
+            lo, hi = max(a, hist_start), min(b, hist_end)
             if lo < hi:
-                out[i, lo - a : hi - a] = self._hist[lo - self._hist_start : hi - self._hist_start]
+                out[i, lo - a : hi - a] = hist[lo - hist_start : hi - hist_start]
         self._next_k = ks[-1] + 1
         self._trim()
         return ks, out
@@ -287,11 +311,7 @@ class Stream:
             self._trim()
 
     def _trim(self) -> None:
-        keep_from = max(0, self._next_k * self._t.hop - self._t.window)
-        drop = keep_from - self._hist_start
-        if drop > 0:
-            self._hist = self._hist[drop:].copy() if drop < self._hist.size else np.zeros(0, np.float32)
-            self._hist_start = keep_from
+        self._hist.drop_before(max(0, self._next_k * self._t.hop - self._t.window))
 
     def _frames(self, first: int, frames: np.ndarray) -> list[Update]:
         if self._frame_limit is not None:
@@ -302,6 +322,95 @@ class Stream:
         if self._record is not None:
             self._record.append(frames)
         return self._tracker.push(frames)
+
+
+def push_pieces(items: Sequence[tuple[Stream, Sequence[np.ndarray]]]) -> dict[Stream, list[Update]]:
+    """Feed each stream its arrays and evaluate what is due, in rounds of one piece (at most
+    :attr:`Stream.piece_frames` frames) per stream; return each stream's updates (not passed to ``on_event``:
+    the caller emits them).
+
+    All the streams must share one engine (``Detector.push_many`` checks it). Every array is checked first, so
+    a bad one raises before any audio is fed; a closed stream raises RuntimeError. Windows due together on
+    several streams share inference calls, as in one :meth:`Engine.run <streamdet.engine.Engine.run>`.
+    Feeding in pieces keeps the history of every stream short and the bookkeeping linear in the audio's
+    length, however large one push is."""
+    streams = list(dict.fromkeys(s for s, _ in items))
+    if not streams:
+        return {}
+    arrays: dict[int, list[np.ndarray]] = {id(s): [] for s in streams}
+    for s, given in items:  # check everything before feeding anything
+        s.check_open()
+        arrays[id(s)] += [s.as_frames(samples) for samples in given]
+    queues = {id(s): _pieces(s.piece_frames, arrays[id(s)]) for s in streams}
+    out: dict[Stream, list[Update]] = {s: [] for s in streams}
+    engine = streams[0].engine
+    first = True
+    while True:
+        piece = {id(s): next(queues[id(s)], None) for s in streams}
+        active = [s for s in streams if piece[id(s)] is not None]
+        if not active and not first:
+            return out
+        first = False
+        for s, updates in engine.run(active or streams, _feeder(piece)).items():
+            out[s] += updates
+
+
+def _feeder(piece: dict[int, np.ndarray | None]) -> Callable[[Stream], None]:
+    def feed(stream: Stream) -> None:
+        samples = piece[id(stream)]
+        if samples is not None:
+            stream.feed(samples)
+
+    return feed
+
+
+def _pieces(size: int, arrays: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for x in arrays:
+        for start in range(0, x.shape[0], size):
+            yield x[start : start + size]
+
+
+class _History:
+    """Model-rate samples from absolute position :attr:`start` on, appended at the end and dropped from the
+    front. One buffer, compacted (or grown) only when an append does not fit, so each sample is copied a
+    bounded number of times (no copy of the remaining history per evaluated batch)."""
+
+    def __init__(self) -> None:
+        self._buf = np.zeros(0, np.float32)
+        self._lo = 0  # buffer index of absolute position `start`
+        self._hi = 0  # buffer index one past the newest sample
+        self.start = 0
+
+    def view(self) -> np.ndarray:
+        """The kept samples (a view, valid until the next append)."""
+        return self._buf[self._lo : self._hi]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffer."""
+        return self._buf.nbytes
+
+    def append(self, y: np.ndarray) -> None:
+        """Add ``y`` at the end."""
+        n, live = y.size, self._hi - self._lo
+        if self._hi + n > self._buf.size:
+            need = live + n
+            if 2 * need > self._buf.size:  # grow: at least twice what is needed now
+                buf = np.empty(max(2 * need, 4096), np.float32)
+                buf[:live] = self._buf[self._lo : self._hi]
+                self._buf = buf
+            else:  # compact in place: the dropped head is at least half the buffer
+                self._buf[:live] = self._buf[self._lo : self._hi].copy()
+            self._lo, self._hi = 0, live
+        self._buf[self._hi : self._hi + n] = y
+        self._hi += n
+
+    def drop_before(self, position: int) -> None:
+        """Forget the samples before absolute ``position``."""
+        drop = min(position - self.start, self._hi - self._lo)
+        if drop > 0:
+            self._lo += drop
+            self.start += drop
 
 
 def _int_to_float(x: np.ndarray) -> np.ndarray:

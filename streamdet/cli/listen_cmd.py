@@ -14,6 +14,11 @@ exits 2, a busy one or a missing PortAudio exits 1. A second Ctrl-C while closin
 
 Several streams (``--input`` repeated, ``--input NAME=DEVICE``, and ``--url``, together in any mix) run on one
 detector through :mod:`streamdet.cli.listen_sources`, with a view of all the streams instead of the meters.
+
+Nothing here waits on the audio system without a deadline: opening the input (``OPEN_SECONDS``) and
+PortAudio's start/stop/close (:func:`streamdet.live.call_with_deadline`) are abandoned when a frozen audio
+server does not answer, so a frozen server ends ``listen`` with the summary, the open events closed and a
+clear error within a few seconds (``STALL_SECONDS`` plus the close deadline), and Ctrl-C always works.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from . import listen_sources
-from .common import fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
+from .common import error, fail, import_sounddevice, load_detector, model_line, stdout_is_terminal, warn
 from .options import COMPUTE_DEVICES, InputOption, ModelOption, is_compute_device, with_detection_options
 from .text import plain, printable
 
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from ..events import Update
     from ..live import LiveStream
 
+OPEN_SECONDS = 15.0  # opening the input (PortAudio's device query and open) may take this long
 STALL_SECONDS = 3.0  # no audio from the device for this long (after the first block): it vanished
 START_SECONDS = 10.0  # no first block within this long: the device delivers nothing (some take ~2 s to start)
 LEVEL_SECONDS = 0.1  # input level: RMS/peak of the newest 100 ms
@@ -58,12 +64,19 @@ def _device_arg(device: str | None) -> int | str | None:
 def _open(det: Any, device: int | str | None, sample_rate: float | None, name: str) -> Any:
     """Open and start the live input as stream ``name``, mapping device problems to clear errors (exit 2
     missing, 1 otherwise)."""
+    from ..live import DeviceTimeoutError, call_with_deadline, forget_portaudio_at_exit
+
     sd = import_sounddevice()
     shown = "the default input device" if device is None else f"input device {device!r}"
     try:
-        live = det.listen(device, sample_rate=sample_rate, name=name)
+        live = call_with_deadline(lambda: det.listen(device, sample_rate=sample_rate, name=name),
+                                  OPEN_SECONDS, f"opening {shown}")
         live.start()
         return live
+    except DeviceTimeoutError as exc:
+        forget_portaudio_at_exit()
+        error(f"cannot open {shown}: {exc}")
+        _exit_now(1)
     except ValueError as exc:  # sounddevice: no device matching / not an input device
         fail(f"{shown}: {exc} (see `streamdet devices`)", 2)
     except sd.PortAudioError as exc:
@@ -210,6 +223,8 @@ def listen_command(
     url: list[str] | None = typer.Option(None, "--url", "-u", help=listen_sources.URL_HELP, show_default=False),
     reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Reopen a --url network source that "
                                                                              "drops, with back-off."),
+    pace: float = typer.Option(1.0, "--pace", help="Play local --url files this many times faster than real time "
+                                                   "(their event wall times are then the stream clock)."),
     mqtt: str | None = typer.Option(None, "--mqtt", help=listen_sources.MQTT_HELP, show_default=False),
     mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help=listen_sources.MQTT_PREFIX_HELP),
     discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
@@ -233,7 +248,11 @@ def listen_command(
         fail(f"--duration must be positive, got {duration}", 2)
     if sample_rate is not None and not sample_rate > 0:
         fail(f"--sample-rate must be positive, got {sample_rate}", 2)
+    if not (pace > 0 and math.isfinite(pace)):
+        fail(f"--pace must be a positive number, got {pace}", 2)
     sources = listen_sources.parse_urls(url) if url else []
+    if pace != 1.0 and not sources:
+        fail("--pace applies to --url files only", 2)
     inputs = listen_sources.parse_inputs(input_device or [])
     listen_sources.check_names([name for name, _ in inputs] + [s.name for s in sources])
     listen_sources.check_mqtt(mqtt)
@@ -247,7 +266,7 @@ def listen_command(
         for source in opened:
             source.live.on_event = publisher
         raise typer.Exit(listen_sources.listen_to_sources(det, sources, output_format, duration, publisher, reconnect,
-                                                          opened))
+                                                          opened, pace))
     name, dev = inputs[0] if inputs else ("live", None)
     live = _open(det, _device_arg(dev), sample_rate, name)
     publisher = listen_sources.open_publisher(mqtt, det, [live.stream.name], mqtt_prefix, discovery_prefix)
@@ -260,7 +279,17 @@ def listen_command(
                              f"{f' for {duration:g} s' if duration else ''} (Ctrl-C to stop)"), err=True)
         code = _run(det, live, output_format, duration, device_label)
     listen_sources.close_publisher(publisher)
+    if live.device_abandoned:
+        _exit_now(code)
     raise typer.Exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit at once (after flushing): a thread is stuck in PortAudio, and the interpreter's normal shutdown
+    would wait on it or complain about the objects it still holds."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _input_and_device(input_device: list[str] | None, device: str,
@@ -293,12 +322,15 @@ def _wait_for_audio(det: Any, live: Any, device_label: str) -> int | None:
                 det.close()
                 typer.echo(printable(f"error: {device_label}: the device delivered no audio in {START_SECONDS:g} s"),
                            err=True)
+                _report_abandoned(live, device_label)
                 return 1
             time.sleep(0.01)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
         live.close()
         det.close()
         typer.echo("interrupted", err=True)
+        _report_abandoned(live, device_label)
         return 130
     return None
 
@@ -385,7 +417,15 @@ def _run(det: Any, live: Any, output_format: str, duration: float | None, device
         typer.echo(printable(f"error: {device_label}: {reason}"), err=True)
     elif code == 130:
         typer.echo("interrupted", err=True)
+    _report_abandoned(live, device_label)
     return code
+
+
+def _report_abandoned(live: Any, device_label: str) -> None:
+    """Say so when stopping the input was abandoned (the audio system did not answer: a frozen server)."""
+    if live.device_abandoned:
+        typer.echo(printable(f"error: {device_label}: the audio system is not answering ({live.close_error}); "
+                             "the input was abandoned"), err=True)
 
 
 def _print_summary(console: Any, events: list[Any], closed_at_stop: list[Any]) -> None:

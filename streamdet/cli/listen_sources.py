@@ -223,13 +223,13 @@ class SourcesView:
 
 def listen_to_sources(det: Detector, specs: list[SourceSpec], output_format: str, duration: float | None,
                       publisher: MqttPublisher | None, reconnect: bool = True,
-                      inputs: list[LiveInput] | None = None) -> int:
+                      inputs: list[LiveInput] | None = None, pace: float = 1.0) -> int:
     """Run the sources and the (started) audio inputs until they end, ``duration`` passes or Ctrl-C; return
-    the exit code."""
+    the exit code. ``pace``: local files play this many times faster than real time."""
     from ..sources import ReaderSettings, SourceGroup, SourceStatus
 
     inputs = inputs or []
-    group = SourceGroup(det, specs, on_update=publisher, settings=ReaderSettings(reconnect=reconnect))
+    group = SourceGroup(det, specs, on_update=publisher, settings=ReaderSettings(reconnect=reconnect, pace=pace))
     view = SourcesView(group, inputs) if output_format == "live" else None
     n_events = 0
 

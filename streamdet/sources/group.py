@@ -11,6 +11,11 @@ stream closed (open events end). The updates and the connection statuses come ou
 status after the updates of the audio before it): iterate it, call :meth:`SourceGroup.get`, or pass
 ``on_update`` / ``on_status`` callbacks (an MQTT publisher, for instance).
 
+Back-pressure: a source that is not on the network (a local file, standard input) waits while more than
+``MAX_QUEUED_SECONDS`` of its decoded audio waits for the detector, so a file played faster than the
+detector follows (``--pace``) or a fast pipe holds memory bounded instead of queueing the whole input. A
+network source never waits (its server would drop the connection): it is as fast as real time anyway.
+
     with SourceGroup(det, ["cam1=rtsp://10.0.0.5/live", "door=http://10.0.0.6/audio.mp3"]) as group:
         for item in group:                       # Update or SourceStatus
             print(item.to_dict())
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 
 _DONE = object()
 Item = Update | SourceStatus
+MAX_QUEUED_SECONDS = 10.0  # decoded audio of a local file or pipe that may wait for the detector
 
 
 class ScheduledSource:
@@ -64,6 +70,7 @@ class ScheduledSource:
                 return
             if kind == "audio":
                 self.stream.feed(value)
+                self.group._consumed(self.stream.name, value.size)
             elif kind == "lost":
                 self.stream.feed_lost(value)
             elif kind == "origin":
@@ -114,6 +121,8 @@ class SourceGroup:
         self.readers = {spec.name: SourceReader(spec, self, settings) for spec in self.specs}
         self.final_updates: list[Update] = []
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued: dict[str, int] = {}  # samples of each source waiting in the inbox
+        self._room = threading.Condition()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._active = set(self.readers)
         self._closing = threading.Event()
@@ -131,8 +140,22 @@ class SourceGroup:
         self._inbox.put(("format", name, sample_rate))
 
     def audio(self, name: str, samples: np.ndarray) -> None:
-        """Decoded samples of one source."""
+        """Decoded samples of one source (a local file or a pipe waits here while too much of its audio waits
+        for the detector: see the module docstring)."""
+        reader = self.readers[name]
+        with self._room:
+            if not reader.network and reader.sample_rate:
+                limit = MAX_QUEUED_SECONDS * reader.sample_rate
+                while self._queued.get(name, 0) > limit and not (reader.stopping or self._closing.is_set()):
+                    self._room.wait(0.1)
+            self._queued[name] = self._queued.get(name, 0) + samples.size
         self._inbox.put(("audio", name, samples))
+
+    def _consumed(self, name: str, samples: int) -> None:
+        """``samples`` of a source's audio reached its stream: a waiting reader may go on."""
+        with self._room:
+            self._queued[name] = self._queued.get(name, 0) - samples
+            self._room.notify_all()
 
     def lost(self, name: str, frames: int) -> None:
         """Audio of one source that never arrived."""
@@ -248,6 +271,8 @@ class SourceGroup:
     def _process(self, batch: list[tuple[str, str, Any]]) -> None:
         for kind, name, value in batch:
             source = self._scheduled.get(name)
+            if kind == "audio" and source is None:  # a source already taken off the scheduler
+                self._consumed(name, value.size)
             if kind == "format":
                 stream = self.detector.stream(value, 1, name=name, source=self.readers[name].spec.url)
                 self.streams[name] = stream

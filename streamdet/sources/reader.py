@@ -19,7 +19,9 @@ Clock and lost audio (the contract of PortAudio overflows, DESIGN.md §3):
 - Inside a connection, a jump in the decoded frames' timestamps of more than
   :data:`GAP_TOLERANCE` seconds (packets lost on the network) is lost audio too.
 - A local file is played at real-time pace (it stands in for a camera); standard input and network
-  streams are paced by whoever produces them.
+  streams are paced by whoever produces them. ``ReaderSettings.pace`` plays a file that many times faster
+  (soak tests, replaying recordings); its wall-clock times are then the stream clock from the start
+  (``origin`` + position), and a pace faster than the detector follows queues the decoded audio in memory.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ class ReaderSettings:
 
     reconnect: reopen a network source that drops or cannot be reached (files and pipes just end).
     realtime: pace decoding to real time; None: for local files only.
+    pace: with ``realtime``, play this many times faster than real time (1: real time).
     backoff_max: longest wait between two connection attempts, seconds.
     open_timeout, read_timeout: seconds before a network open or read gives up (network sources only).
     """
 
     reconnect: bool = True
     realtime: bool | None = None
+    pace: float = 1.0
     backoff_max: float = 30.0
     open_timeout: float = 10.0
     read_timeout: float = 5.0
@@ -160,6 +164,9 @@ class SourceReader:
         self.network = not (spec.is_local_file or spec.is_stdin)
         self.reconnect = settings.reconnect and self.network
         self.realtime = spec.is_local_file if settings.realtime is None else settings.realtime
+        if not (settings.pace > 0 and np.isfinite(settings.pace)):
+            raise ValueError(f"pace must be a positive number, got {settings.pace}")
+        self.pace = float(settings.pace)
         self.backoff = Backoff(0.5, settings.backoff_max)
         self.timeouts = (settings.open_timeout, settings.read_timeout)
         self.state = "connecting"
@@ -181,6 +188,11 @@ class SourceReader:
     def stop(self) -> None:
         """Ask the thread to stop (it ends after the current read; network reads time out)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True when it has ended."""
@@ -295,11 +307,11 @@ class SourceReader:
             if self._origin is None:
                 self._origin = _wall_clock()
                 self.feed.origin(self.spec.name, self._origin)
-            delay = self._origin + end / self.sample_rate - _wall_clock()
+            delay = self._origin + end / (self.sample_rate * self.pace) - _wall_clock()
             if delay > 0:
                 self._stop.wait(delay)
         candidate = _wall_clock() - end / self.sample_rate
-        if self._origin is None or (anchor and candidate < self._origin - 1e-3):
+        if self._origin is None or (anchor and self.pace == 1.0 and candidate < self._origin - 1e-3):
             self._origin = candidate
             self.feed.origin(self.spec.name, candidate)
         self.feed.audio(self.spec.name, np.ascontiguousarray(samples, dtype=np.float32))
