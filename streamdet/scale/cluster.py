@@ -18,12 +18,13 @@ def connect(address: str, purpose: str, num_cpus: int | None = None) -> Any:
     """Connect to (``local``: start) a Ray cluster, quietly; returns the ``ray`` module. ``num_cpus`` only for
     ``local``."""
     ray = import_ray(purpose)
-    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
-                               "configure_logging": True}
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     if address == "local":
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **options)
     else:
         ray.init(address=address, **options)
+    for name in ("ray", "ray.data", "ray.serve"):  # their INFO/WARNING banners are not the command's output
+        logging.getLogger(name).setLevel(logging.ERROR)
     return ray
 
 

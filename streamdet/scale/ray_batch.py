@@ -93,7 +93,7 @@ def run_ray(job: BatchJob, spec: DetectorSpec, threads: int, num_gpus: float = 0
     items = [{"item": json.dumps(item.to_dict())} for item in job.items]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     results = dataset.map_batches(FileWorker, fn_constructor_args=(spec, threads), batch_size=1,
-                                  concurrency=job.workers, num_cpus=threads, num_gpus=num_gpus or None,
-                                  batch_format="numpy")
+                                  compute=ray.data.ActorPoolStrategy(size=job.workers), num_cpus=threads,
+                                  num_gpus=num_gpus or None, batch_format="numpy")
     with PartWatcher(job.folder.status_dir, job.progress):
         results.write_datasink(PartSink(job.folder, job.part_files), ray_remote_args={"num_cpus": 0})

@@ -24,6 +24,7 @@ class ServerContext:
     hub: InferenceHub | None = None
     files: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="file"))
     connections: int = 0  # stream slots taken (connections past authentication, before and after their start)
+    replica: str | None = None  # this server's replica id when it is one of several (Ray Serve)
 
     def authorized(self, conn: HTTPConnection, allow_query: bool = False) -> bool:
         """Whether the request carries the token (``Authorization: Bearer``; ``?token=`` where allowed)."""
