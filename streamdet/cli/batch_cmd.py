@@ -91,6 +91,7 @@ def batch_command(
     det = load_detector(model, device, {**settings, "threads": threads or 1})
     typer.echo(model_line(det), err=True)
     todo = [i for i in items if not _already_done(i, done.get(i.path))]
+    folder.forget({i.path for i in todo if i.path in done})  # changed or failed before: their old rows go
     if resume:
         typer.echo(f"resume: {len(items) - len(todo)} of {len(items)} input(s) already done", err=True)
     todo.sort(key=lambda i: (i.problem is None, i.size or 0), reverse=True)  # longest first; problems last

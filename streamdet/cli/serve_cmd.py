@@ -35,10 +35,9 @@ def serve_command(
     batch_interval: float = typer.Option(0.05, "--batch-interval", help="Seconds between inference rounds: the "
                                          "windows of all streams due within one run as one batch."),
     device: DeviceOption = "auto",
-    ray_address: str | None = typer.Option(None, "--ray", is_flag=False, flag_value="local", metavar="[ADDRESS]",
-                                           help="Deploy on Ray Serve: alone or 'local', a cluster started on this "
-                                                "machine; else a running cluster's address (auto, HOST:PORT). "
-                                                "--max-streams is then per replica.", show_default=False),
+    ray_address: str | None = typer.Option(None, "--ray", help="Deploy on Ray Serve: 'local' starts a cluster on "
+                                           "this machine, else the address of a running one (auto, HOST:PORT), as "
+                                           "in `batch`. --max-streams is then per replica.", show_default=False),
     replicas: int = typer.Option(1, "--replicas", help="Ray Serve replicas (with --ray), each with its own model."),
     *,
     settings: dict[str, Any],

@@ -42,11 +42,11 @@ def _expand(argument: str, base: Path, in_list: bool) -> list[InputFile]:
     if is_uri(argument):
         return _uri_inputs(argument)
     path = Path(argument) if os.path.isabs(argument) else base / argument
-    shown = argument if base == Path.cwd() else str(path)
+    shown = argument if base == Path.cwd() else os.path.normpath(path)  # a list's entry: relative to the list
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES and not in_list:
         return _list_inputs(path, shown)
     if not path.exists() and not path.is_symlink() and any(c in argument for c in PATTERN_CHARS):
-        matches = sorted(glob.glob(str(path) if base != Path.cwd() else argument, recursive=True))
+        matches = sorted(glob.glob(shown, recursive=True))
         if not matches:
             return [InputFile(shown, problem="the pattern matches no file")]
         return [item for match in matches for item in _local_inputs(match)]

@@ -89,6 +89,41 @@ class OutputFolder:
                 part.unlink()
         return {row["file"]: row for row in rows}
 
+    def forget(self, files: set[str]) -> None:
+        """Remove every row of ``files`` (inputs a resumed run detects again): their events from the event parts,
+        their status rows from ``files.jsonl`` and the status parts. Each rewritten file is replaced atomically."""
+        if not files:
+            return
+        for part in sorted(self.events_dir.glob(f"part-*.{self.fmt}")):
+            self._drop_events(part, files)
+        for source in [self.files_path, *sorted(self.status_dir.glob("part-*.jsonl"))]:
+            if source.exists():
+                lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+                kept = [line for line in lines if line.strip() and json.loads(line)["file"] not in files]
+                if len(kept) != len(lines):
+                    _write_atomic(source, "".join(kept).encode())
+
+    def _drop_events(self, part: Path, files: set[str]) -> None:
+        if self.fmt == "parquet":
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(part)
+            keep = pc.invert(pc.is_in(table["file"], value_set=pa_strings([_utf8(f) for f in files])))
+            if not pc.all(keep).as_py():
+                sink = io.BytesIO()
+                pq.write_table(table.filter(keep), sink)
+                _write_atomic(part, sink.getvalue())
+            return
+        text = part.read_bytes().decode("utf-8", "surrogateescape")
+        lines = text.splitlines(keepends=True)
+        if self.fmt == "jsonl":
+            kept = [line for line in lines if json.loads(line)["file"] not in files]
+        else:  # tsv: the header, then rows whose first field is the file
+            kept = lines[:1] + [line for line in lines[1:] if next(csv.reader([line], delimiter="\t"))[0] not in files]
+        if len(kept) != len(lines):
+            _write_atomic(part, "".join(kept).encode("utf-8", "surrogateescape"))
+
     def status_rows(self) -> list[dict[str, Any]]:
         """Every status row on disk: ``files.jsonl`` first, then the parts (a later row of a file wins)."""
         sources = [self.files_path, *sorted(self.status_dir.glob("part-*.jsonl"))]
@@ -172,6 +207,13 @@ def read_events(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
                         rows.append({"file": rec["filename"], "label": rec["event_label"],
                                      "onset": float(rec["onset"]), "offset": float(rec["offset"])})
     return sorted(rows, key=lambda r: (r["file"], r["onset"], r["offset"], r["label"]))
+
+
+def pa_strings(values: list[str]) -> Any:
+    """A pyarrow string array."""
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
 
 
 def _utf8(name: str) -> str:
