@@ -14,7 +14,9 @@ Importing this module imports Ray (the ``ray`` extra); ``streamdet batch`` impor
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 from collections.abc import Iterable
 from typing import Any
@@ -33,7 +35,10 @@ from .runtime import DetectorSpec, FileResult, InputFile, detect_one
 class FileWorker:
     """A Ray Data actor: builds its Detector once, then detects one input per call."""
 
-    def __init__(self, spec: DetectorSpec, threads: int) -> None:
+    def __init__(self, spec: DetectorSpec, model: list[Any], threads: int) -> None:
+        # the model's bytes come through the object store once per node (a reference inside a list: Ray passes
+        # it as is, and the actor's own arguments stay small)
+        spec = dataclasses.replace(spec, model_bytes=ray.get(model[0]))
         self.detector, self._model_folder = spec.build(threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -85,6 +90,7 @@ def quiet_data_context() -> None:
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     ctx.verbose_stats_logs = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # set by ray.data's import: its banners are not output
 
 
 def run_ray(job: BatchJob, spec: DetectorSpec, threads: int, num_gpus: float = 0.0) -> None:
@@ -92,7 +98,9 @@ def run_ray(job: BatchJob, spec: DetectorSpec, threads: int, num_gpus: float = 0
     quiet_data_context()
     items = [{"item": json.dumps(item.to_dict())} for item in job.items]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    results = dataset.map_batches(FileWorker, fn_constructor_args=(spec, threads), batch_size=1,
+    model = [ray.put(spec.model_bytes)]
+    spec = dataclasses.replace(spec, model_bytes=b"")
+    results = dataset.map_batches(FileWorker, fn_constructor_args=(spec, model, threads), batch_size=1,
                                   compute=ray.data.ActorPoolStrategy(size=job.workers), num_cpus=threads,
                                   num_gpus=num_gpus or None, batch_format="numpy")
     with PartWatcher(job.folder.status_dir, job.progress):
