@@ -133,10 +133,10 @@ def _run(todo: list, folder: Any, ray_address: str | None, workers: int | None, 
         def make_detector(index: int) -> Any:
             return det if index == 0 else load_detector(model, device, {**settings, "threads": threads})
 
-        job = BatchJob(todo, folder, workers, part_files(len(todo), workers), Progress(len(todo), None))
+        job = BatchJob(todo, folder, workers, part_files(len(todo), workers),
+                       Progress(len(todo), header_seconds(todo)))
         typer.echo(f"batch: {len(todo)} input(s), in this process: {workers} worker(s) x {threads} thread(s)",
                    err=True)
-        job.progress.total_seconds = header_seconds(todo)
         run_local(job, make_detector)
         job.progress.finish()
         return job
