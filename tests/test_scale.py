@@ -222,9 +222,13 @@ def test_serve_on_ray_spreads_streams_over_two_replicas_with_file_mode_events(cl
                 pass
             time.sleep(0.5)
         expected = sorted((e.label, e.onset, e.offset) for e in Detector(threads=1).detect_file(EXAMPLE))
+        def one_stream(i: int) -> list:
+            time.sleep(0.3 * i)  # staggered a little, so the router sees the streams already open
+            return sorted((u.label, u.onset, u.offset) for u in stream_file(url, EXAMPLE, name=f"s{i}",
+                                                                           block_seconds=0.5) if u.type == "offset")
+
         with ThreadPoolExecutor(4) as pool:  # four concurrent streams
-            got = list(pool.map(lambda i: sorted((u.label, u.onset, u.offset) for u in stream_file(
-                url, EXAMPLE, name=f"s{i}", block_seconds=0.5) if u.type == "offset"), range(4)))
+            got = list(pool.map(one_stream, range(4)))
         assert all(g == expected for g in got), (got, expected)
         detected = httpx.post(url + "/v1/detect", content=EXAMPLE.read_bytes(), timeout=60).json()
         assert sorted((e["label"], e["onset"], e["offset"]) for e in detected["events"]) == expected
