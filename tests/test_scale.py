@@ -131,6 +131,19 @@ def test_batch_inputs_lists_patterns_and_formats(cli, band_model, archive, tmp_p
     assert str(archive / "site1" / "a.wav") in {r["file"] for r in results["jsonl"]}  # the list's relative path
 
 
+def test_batch_reads_uris_through_pyarrow(cli, band_model, archive, tmp_path):
+    site = archive / "site1"
+    result = cli("batch", f"file://{site}", f"file://{site}/a.wav", f"file://{tmp_path}/none.wav", "-o",
+                 tmp_path / "out", "--model", band_model)
+    assert result.returncode == 1, result.stderr
+    rows = status_rows(tmp_path / "out")
+    assert rows == {**{f"file://{site}/{n}": rows[f"file://{site}/{n}"] for n in ("a.wav", "b.flac")},
+                    f"file://{tmp_path}/none.wav": rows[f"file://{tmp_path}/none.wav"]}  # the file named twice: once
+    assert rows[f"file://{tmp_path}/none.wav"]["reason"] == "no such file or directory"
+    local = file_rows(cli("file", site, "--model", band_model, "--format", "jsonl"))
+    assert [{**r, "file": r["file"].removeprefix("file://")} for r in read_events(tmp_path / "out")] == local
+
+
 def test_a_missing_ray_extra_names_the_pip_command(tmp_path, band_model):
     (tmp_path / "hidden" / "ray").mkdir(parents=True)
     (tmp_path / "hidden" / "ray" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")

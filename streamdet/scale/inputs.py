@@ -98,8 +98,8 @@ def _uri_inputs(uri: str) -> list[InputFile]:
                              key=lambda e: e.path)
             if not entries:
                 return [InputFile(uri, problem="folder holds no audio files")]
-            return [InputFile(f"{scheme}://{e.path}" if scheme != "file" else f"file://{e.path}", size=e.size,
-                              mtime=e.mtime.timestamp() if e.mtime else None) for e in entries]
+            return [InputFile(f"{scheme}://{e.path}", size=e.size, mtime=e.mtime.timestamp() if e.mtime else None)
+                    for e in entries]
         return [InputFile(uri, size=info.size, mtime=info.mtime.timestamp() if info.mtime else None)]
     except ImportError:
         raise
