@@ -3,7 +3,8 @@ Prints figures (not a timed test); record them in RESULTS.md.
 
     python benchmarks/scale.py [--hours 1.0] [--rounds 2] [--model PATH] [--workdir DIR] [--cluster-hours 1000]
 
-1. An archive of ``--hours`` of audio in FLAC files of mixed lengths (10 s to 10 min, cycling), made from the
+1. An archive of ``--hours`` of audio in FLAC files of mixed lengths (10 s to 10 min, cycling; scaled by
+   ``--hours`` below one hour, at least 5 s), made from the
    real recordings of ``../shared/data/sounds`` (16 kHz; the bundled example clip where they are absent),
    concatenated in a fixed order, written once into ``--workdir``.
 2. ``streamdet file`` on it with 2 threads (every core: the peer), ``streamdet batch --ray local`` with
@@ -75,7 +76,7 @@ def make_archive(folder: Path, hours: float) -> tuple[int, float]:
     total, i, pos = hours * 3600, 0, 0
     done = 0.0
     while done < total - 1e-6:
-        seconds = min(LENGTHS[i % len(LENGTHS)], total - done)
+        seconds = min(max(5.0, LENGTHS[i % len(LENGTHS)] * min(1.0, hours)), total - done)  # scaled below 1 h
         n = int(seconds * RATE)
         idx = (pos + np.arange(n)) % len(audio)
         sf.write(folder / f"rec{i:04d}.flac", audio[idx], RATE)

@@ -27,6 +27,7 @@ from streamdet.session import BUNDLED_DIR
 
 EXAMPLE = BUNDLED_DIR / "example.wav"
 RATE = 16000
+RAY_NICENESS = "RAY_worker_niceness"  # Ray config by environment: its workers' nice level above the driver
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -174,12 +175,19 @@ def ray_cluster():
 
     import ray
 
+    # Ray runs its workers 15 nice levels down: on a loaded CI machine (the other xdist workers) they would starve
+    niceness = os.environ.get(RAY_NICENESS)
+    os.environ[RAY_NICENESS] = "0"
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        if niceness is None:
+            os.environ.pop(RAY_NICENESS, None)
+        else:
+            os.environ[RAY_NICENESS] = niceness
 
 
 @pytest.mark.slow
