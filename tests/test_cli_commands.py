@@ -15,14 +15,17 @@ from streamdet.session import BUNDLED_MODEL
 def test_help_lists_every_command_and_their_options(cli) -> None:
     result = cli("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("file", "listen", "devices", "models", "eval", "export", "train", "bench"):
+    for command in ("file", "listen", "devices", "models", "eval", "export", "train", "bench", "batch", "serve"):
         assert command in result.stdout
     for command, options in [("file", ["--format", "--output", "--plot", "--threshold", "--thresholds",
                                        "--lookahead", "--device"]),
                              ("listen", ["--input", "--device", "--duration", "--format", "--model", "--threshold",
                                          "--thresholds", "--median-filter", "--min-duration", "--min-gap",
                                          "--threads", "--hop", "--lookahead"]),
-                             ("models", ["list", "show"])]:
+                             ("models", ["list", "show"]),
+                             ("batch", ["--output", "--ray", "--format", "--workers", "--threads-per-worker",
+                                        "--resume", "--model", "--threshold", "--hop", "--min-gap"]),
+                             ("serve", ["--ray", "--replicas"])]:
         sub = cli(command, "--help", env={**os.environ, "COLUMNS": "200"})
         assert sub.returncode == 0, sub.stderr
         for option in options:

@@ -58,3 +58,6 @@ app.command("bench")(bench_cmd.bench_command)
 from . import serve_cmd  # noqa: E402
 
 app.command("serve")(serve_cmd.serve_command)
+from . import batch_cmd  # noqa: E402
+
+app.command("batch")(batch_cmd.batch_command)

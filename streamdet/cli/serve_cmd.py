@@ -42,6 +42,10 @@ def serve_command(
     mqtt_prefix: str = typer.Option("streamdet", "--mqtt-prefix", help=listen_sources.MQTT_PREFIX_HELP),
     discovery_prefix: str = typer.Option("homeassistant", "--mqtt-discovery-prefix",
                                          help=listen_sources.DISCOVERY_HELP),
+    ray_address: str | None = typer.Option(None, "--ray", help="Deploy on Ray Serve: 'local' starts a cluster on "
+                                           "this machine, else the address of a running one (auto, HOST:PORT), as "
+                                           "in `batch`. --max-streams is then per replica.", show_default=False),
+    replicas: int = typer.Option(1, "--replicas", help="Ray Serve replicas (with --ray), each with its own model."),
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -50,7 +54,8 @@ def serve_command(
     Endpoints: GET / (page), GET /healthz, GET /v1/models, POST /v1/detect, WebSocket /v1/stream,
     GET /metrics. The protocol is in docs/serve.md. Ctrl-C stops it (exit 130)."""
     try:
-        from ..serve import DetectorPool, ServeSettings, create_app
+        from ..serve import ServeSettings, create_app
+        from ..serve.detectors import make_pool
         from ..serve.server import bind, make_server
     except ImportError as exc:
         fail(str(exc) if "streamdet[serve]" in str(exc) else f"{exc}; install the serve extra: "
@@ -62,17 +67,16 @@ def serve_command(
     except ValueError as exc:
         fail(str(exc).replace("max_", "--max-").replace("_", "-"), 2)
     listen_sources.check_mqtt(mqtt)
+    if replicas < 1:
+        fail(f"--replicas must be at least 1, got {replicas}", 2)
+    if ray_address is not None and mqtt:
+        fail("--mqtt is not supported with --ray yet (each replica would publish its own streams): run the "
+             "replicas without --mqtt, or serve without --ray", 2)
     det = load_detector(model, device, settings)
-    median_filter = settings["median_filter"]
-
-    def factory(h: float, la: float, th: dict) -> object:
-        from ..detector import Detector
-
-        return Detector(det.session.path, device=device, hop=h, lookahead=la, thresholds=th,
-                        median_filter=median_filter, min_duration=det.min_duration, min_gap=det.min_gap,
-                        threads=settings["threads"])
-
-    pool = DetectorPool(det, factory, limit=serve_settings.max_detectors, median_filter=median_filter)
+    if ray_address is not None:
+        _serve_on_ray(ray_address, replicas, host, port, det, device, settings, serve_settings)
+        return
+    pool = make_pool(det, device, settings["median_filter"], settings["threads"], serve_settings.max_detectors)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -93,3 +97,46 @@ def serve_command(
         sock.close()
         det.close()
         listen_sources.close_publisher(publisher)
+
+
+def _serve_on_ray(address: str, replicas: int, host: str, port: int, det: Any, device: str,
+                  settings: dict[str, Any], serve_settings: Any) -> None:
+    """Deploy the app on Ray Serve and wait for Ctrl-C (then delete it; exit 130)."""
+    import time
+
+    from ..extras import ExtraMissingError
+    from ..scale.cluster import connect
+    from ..scale.runtime import DetectorSpec
+    from ..session import usable_cores
+
+    if port == 0:
+        fail("--port 0 is not supported with --ray: Ray Serve's proxy needs a fixed port", 2)
+    threads = settings["threads"] or 1
+    try:
+        ray = connect(address, "streamdet serve --ray", num_cpus=usable_cores() if address == "local" else None)
+    except ExtraMissingError as exc:
+        fail(str(exc), 2)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        fail(f"--ray {address}: cannot connect ({exc})", 2)
+    try:
+        from ..scale.ray_serve import deploy, undeploy
+
+        spec = DetectorSpec.from_path(det.session.path, device, {**settings, "threads": threads})
+        typer.echo(model_line(det), err=True)
+        try:
+            deploy(spec, serve_settings, replicas, threads, host, port)
+        except Exception as exc:  # Ray Serve's own errors (port in use, not enough CPUs) are many kinds
+            fail(f"cannot deploy on Ray Serve: {exc}", 1)
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(f"serving on http://{shown}:{port}/ via Ray Serve, {replicas} replica(s) x {threads} thread(s); "
+                   f"ws://{shown}:{port}/v1/stream; up to {serve_settings.max_streams} streams per replica "
+                   "(Ctrl-C to stop)", err=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            undeploy(stop_serve=address == "local")
+            raise typer.Exit(130) from None
+    finally:
+        det.close()
+        ray.shutdown()

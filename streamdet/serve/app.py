@@ -3,7 +3,7 @@
 | route | what |
 |---|---|
 | ``GET /`` | the live web page (``static/index.html``; with a token: the header or ``?token=``) |
-| ``GET /healthz`` | ``{"status": "ok", "model", "streams"}``; never needs the token |
+| ``GET /healthz`` | ``{"status": "ok", "model", "streams"}`` (and ``replica`` on Ray Serve); never needs the token |
 | ``GET /v1/models`` | the served model: labels, rates, window, step, hop, lookahead, thresholds, post-processing |
 | ``POST /v1/detect`` | events of an uploaded file (:mod:`.detect_http`) |
 | ``WS /v1/stream`` | a live stream (:mod:`.stream_ws`) |
@@ -26,6 +26,7 @@ from .context import ServerContext
 from .detect_http import detect_endpoint
 from .detectors import DetectorPool, model_info
 from .hub import InferenceHub
+from .metrics import ServerMetrics
 from .settings import ServeSettings
 from .stream_ws import stream_endpoint
 
@@ -47,8 +48,11 @@ async def healthz(request: Request) -> JSONResponse:
     """``GET /healthz``: liveness, the model's name and the number of open streams (no token needed)."""
     ctx: ServerContext = request.app.state.serve
     hub = ctx.hub
-    return JSONResponse({"status": "ok", "model": ctx.pool.default.session.path.stem,
-                         "streams": len(hub.sessions) if hub is not None else 0})
+    body = {"status": "ok", "model": ctx.pool.default.session.path.stem,
+            "streams": len(hub.sessions) if hub is not None else 0}
+    if ctx.replica is not None:
+        body["replica"] = ctx.replica
+    return JSONResponse(body)
 
 
 async def models(request: Request) -> JSONResponse:
@@ -64,7 +68,8 @@ async def metrics(request: Request) -> Response:
     ctx: ServerContext = request.app.state.serve
     if not ctx.authorized(request):
         return _unauthorized(ctx, "")
-    return Response(ctx.metrics.exposition(), media_type=PROMETHEUS_TEXT)
+    headers = {"X-Streamdet-Replica": ctx.replica} if ctx.replica is not None else None
+    return Response(ctx.metrics.exposition(), media_type=PROMETHEUS_TEXT, headers=headers)
 
 
 async def page(request: Request) -> Response:
@@ -76,11 +81,14 @@ async def page(request: Request) -> Response:
     return HTMLResponse(page_html(), headers={"Cache-Control": "no-store"})
 
 
-def create_app(pool: DetectorPool, settings: ServeSettings | None = None, publisher: Any = None) -> Starlette:
+def create_app(pool: DetectorPool, settings: ServeSettings | None = None, publisher: Any = None,
+               replica: str | None = None) -> Starlette:
     """The ASGI app serving ``pool``'s detectors under ``settings`` (limits and token). ``publisher``: an update
     sink with ``add_stream(name)`` (an :class:`~streamdet.integrations.mqtt.MqttPublisher`) that gets every
-    stream's onsets and offsets, the stream named as its start message names it."""
-    ctx = ServerContext(pool=pool, settings=settings or ServeSettings(), publisher=publisher)
+    stream's onsets and offsets, the stream named as its start message names it. ``replica`` names the server
+    when it is one of several (``/healthz`` says it, ``/metrics`` labels its counts with it)."""
+    ctx = ServerContext(pool=pool, settings=settings or ServeSettings(), publisher=publisher,
+                        metrics=ServerMetrics(replica), replica=replica)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

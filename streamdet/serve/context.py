@@ -26,6 +26,7 @@ class ServerContext:
     files: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="file"))
     connections: int = 0  # stream slots taken (connections past authentication, before and after their start)
     publisher: Any = None  # an MQTT publisher (streamdet.integrations.mqtt.MqttPublisher) for every stream's updates
+    replica: str | None = None  # this server's replica id when it is one of several (Ray Serve)
 
     def authorized(self, conn: HTTPConnection, allow_query: bool = False) -> bool:
         """Whether the request carries the token (``Authorization: Bearer``; ``?token=`` where allowed)."""

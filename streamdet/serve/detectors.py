@@ -95,6 +95,20 @@ class DetectorPool:
             return len(self._detectors)
 
 
+def make_pool(det: Detector, device: str, median_filter: float, threads: int | None, limit: int) -> DetectorPool:
+    """The pool of a server around ``det``: detectors for other settings are made on the same model, device,
+    post-processing and threads (``streamdet serve`` and each Ray Serve replica build theirs with this)."""
+
+    def factory(hop: float, lookahead: float, thresholds: Mapping[str, tuple[float, float]]) -> Detector:
+        from ..detector import Detector
+
+        return Detector(det.session.path, device=device, hop=hop, lookahead=lookahead, thresholds=dict(thresholds),
+                        median_filter=median_filter, min_duration=det.min_duration, min_gap=det.min_gap,
+                        threads=threads)
+
+    return DetectorPool(det, factory, limit=limit, median_filter=median_filter)
+
+
 def model_info(det: Detector, median_filter: float = 0.0) -> dict[str, Any]:
     """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, rates, window,
     step, hop, lookahead, thresholds and post-processing."""

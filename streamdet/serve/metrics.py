@@ -10,9 +10,12 @@ INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 class ServerMetrics:
     """Open streams, audio received, windows and batches, inference time, lost audio, events, errors, drops."""
 
-    def __init__(self) -> None:
+    def __init__(self, replica: str | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if replica is not None:  # one of several replicas (Ray Serve): each exposes its own counts, labelled
+            Gauge("streamdet_replica_info", "The replica these metrics are of", ["replica"],
+                  registry=r).labels(replica=replica).set(1)
         self.open_streams = Gauge("streamdet_open_streams", "WebSocket streams open now", registry=r)
         self.audio_seconds = Counter("streamdet_audio_seconds", "Seconds of audio received", ["source"], registry=r)
         self.windows = Counter("streamdet_windows", "Windows evaluated", ["source"], registry=r)
