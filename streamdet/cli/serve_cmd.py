@@ -62,7 +62,7 @@ def serve_command(
 
         return Detector(det.session.path, device=device, hop=h, lookahead=la, thresholds=th,
                         median_filter=median_filter, min_duration=det.min_duration, min_gap=det.min_gap,
-                        threads=settings["threads"])
+                        threads=settings["threads"], label_map=det.label_map)
 
     pool = DetectorPool(det, factory, limit=serve_settings.max_detectors, median_filter=median_filter)
     try:
