@@ -182,6 +182,14 @@ class ScoreMap:
         """The new labels, in output order."""
         return self.label_map.labels
 
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """The resolved map in the file form, every setting filled in: ``{label: {"labels": [...], "threshold":
+        [on, off], "min_duration": s, "min_gap": s}}`` (a valid label map itself)."""
+        return {group.label: {"labels": list(group.members), "threshold": list(self.thresholds[group.label]),
+                              "min_duration": self.postprocess[group.label]["min_duration"],
+                              "min_gap": self.postprocess[group.label]["min_gap"]}
+                for group in self.label_map.groups}
+
     def apply(self, scores: np.ndarray) -> np.ndarray:
         """Scores ``[..., model classes]`` to ``[..., new labels]``: each new label the maximum of its members."""
         if scores.shape[-1] != len(self.model_labels):
@@ -300,7 +308,7 @@ def _group(label: Any, value: Any, source: str) -> LabelGroup:
     if twice is not None:
         raise LabelMapError(f"{where}: the model label {twice!r} is listed twice")
     if not members:
-        raise LabelMapError(f"{where}: the group is empty (it needs at least one model label)")
+        raise LabelMapError(f"{where} is empty (it needs at least one model label)")
     threshold = None
     if options.get("threshold") is not None:
         threshold = _threshold(options["threshold"], where)
@@ -308,20 +316,20 @@ def _group(label: Any, value: Any, source: str) -> LabelGroup:
     for key in ("min_duration", "min_gap"):
         if options.get(key) is not None:
             try:
-                seconds[key] = check_seconds(key, options[key], where)
+                seconds[key] = check_seconds(key, options[key], "the group")
             except ValueError as exc:
-                raise LabelMapError(str(exc)) from None
+                raise LabelMapError(f"{where}: {exc}") from None
     return LabelGroup(label, members, threshold, seconds.get("min_duration"), seconds.get("min_gap"))
 
 
 def _threshold(value: Any, where: str) -> tuple[float, float]:
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return check_threshold_pair(value, OFF_RATIO * float(value), where)
+            return check_threshold_pair(value, OFF_RATIO * float(value), "the group")
         if isinstance(value, (list, tuple)) and len(value) == 2 and not any(isinstance(v, bool) for v in value):
-            return check_threshold_pair(value[0], value[1], where)
+            return check_threshold_pair(value[0], value[1], "the group")
     except ValueError as exc:
-        raise LabelMapError(str(exc)) from None
+        raise LabelMapError(f"{where}: {exc}") from None
     raise LabelMapError(f"{where}: threshold must be ON or [ON, OFF] (numbers in [0, 1]), got {_shown(value)}")
 
 
@@ -334,7 +342,7 @@ def _suggestions(name: str, labels: Sequence[str]) -> list[str]:
     lowered = {label.lower(): label for label in labels}
     key = name.lower()
     close = [lowered[m] for m in difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.6)]
-    contains = [label for low, label in lowered.items() if len(key) >= 3 and (key in low or low in key)]
+    contains = [label for low, label in lowered.items() if min(len(key), len(low)) >= 3 and (key in low or low in key)]
     return list(dict.fromkeys(close + sorted(contains, key=len)))[:3]
 
 

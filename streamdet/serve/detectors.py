@@ -96,12 +96,14 @@ class DetectorPool:
 
 
 def model_info(det: Detector, median_filter: float = 0.0) -> dict[str, Any]:
-    """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, rates, window,
-    step, hop, lookahead, thresholds and post-processing."""
+    """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, the model labels each
+    is the maximum of (``groups``: ``{label: [label]}`` without a label map), rates, window, step, hop, lookahead,
+    thresholds and post-processing."""
     meta = det.metadata
     return {
         "model": det.session.path.stem,
         "labels": det.labels,
+        "groups": det.groups,
         "sample_rate": meta.sample_rate,
         "window": meta.window_seconds,
         "step": meta.step_seconds,
