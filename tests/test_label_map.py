@@ -289,6 +289,40 @@ def test_cli_label_map_errors_exit_2_with_the_problem(cli, tmp_path):
     assert shown.returncode == 2 and "label map safety: 19 label(s) not in the model" in shown.stderr
 
 
+def test_the_live_view_shows_the_groups_meters_and_events(audioset_model):
+    from rich.console import Console
+
+    from streamdet.cli import listen_cmd
+
+    det = streamdet.Detector(audioset_model, device="cpu", hop=0.25, threads=1, label_map="household")
+    x = tone(500, 0.2, 1.5, 1.5)  # the smoke detector's band, still sounding at the end
+    with det.listen(sample_rate=16000, name="kitchen", open_device=False) as live:
+        view = listen_cmd.LiveView(det, live, "kitchen")
+        live.capture(x[:, None], len(x), None, None)
+        view.add(live.get(timeout=10))
+        console = Console(record=True, width=110)
+        console.print(view.render())
+    det.close()
+    text = console.export_text()
+    assert all(label in text for label in det.labels) and "Smoke" not in text
+    rows = [line.strip("│ ").split() for line in text.splitlines()]
+    meters = {row[0]: row[-1] for row in rows if len(row) == 3 and row[0] in det.labels}
+    assert len(meters) == 11 and meters["alarm"] == "1.00" and meters["dog"] == "0.00", text
+    assert any(row[1:3] == ["alarm", "0.20"] for row in rows if len(row) > 3), text  # the open event and its onset
+
+
+def test_classes_and_label_map_are_detection_options_of_file_listen_and_serve():
+    import typer
+
+    from streamdet.cli.app import app
+
+    commands = typer.main.get_command(app).commands
+    for option in ("--classes", "--label-map"):
+        helps = {name: next(p.help for p in commands[name].params if option in p.opts)
+                 for name in ("file", "listen", "serve")}
+        assert len(set(helps.values())) == 1, helps
+
+
 @pytest.mark.slow
 def test_listen_url_reports_the_groups(cli, audioset_model, scene_wav):
     result = cli("listen", "--url", f"kitchen={scene_wav}", "-m", audioset_model, "--hop", "0.25",
