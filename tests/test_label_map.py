@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx_test_model import build_band_model, tone
 
 import streamdet
@@ -97,6 +99,28 @@ def test_bad_maps_are_refused_naming_the_map_and_the_problem(data, message):
     with pytest.raises(LabelMapError, match=message) as caught:
         LabelMap.from_dict(data, "label map my.json").resolve(labels)
     assert str(caught.value).startswith("label map my.json")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["a", "b", "labels", "threshold", "min_gap", "min_duration"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(max_size=8) | st.sampled_from(["a", "b", "labels", "threshold", "min_gap"]), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=json_values)
+def test_any_json_value_is_a_map_or_a_label_map_error(data):
+    try:
+        resolved = LabelMap.from_dict(data, "label map fuzz").resolve(["a", "b", "labels"])
+    except LabelMapError as exc:
+        assert str(exc).startswith("label map fuzz")
+        return
+    scores = np.random.default_rng(0).random((4, 3)).astype(np.float32)
+    assert resolved.apply(scores).shape == (4, len(resolved.labels))
+    PostProcessing.resolve(resolved.labels, model_thresholds=resolved.thresholds,
+                           model_postprocess=resolved.postprocess)
 
 
 def test_map_files_json_and_yaml_with_errors_naming_the_file(tmp_path, monkeypatch):
