@@ -36,7 +36,7 @@ import difflib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ class LabelMap:
         by_label = {group.label: group for group in self.groups}
         missing = [name for name in classes if name not in by_label]
         if missing:
-            raise LabelMapError(_missing_message(f"{source}", missing, self.labels, self.source))
+            raise LabelMapError(_missing_message(source, missing, self.labels, self.source))
         return LabelMap(tuple(by_label[name] for name in classes), f"{self.source} ({source})", self.builtin)
 
     def resolve(
@@ -171,11 +171,12 @@ class ScoreMap:
     members: tuple[tuple[int, ...], ...]
     thresholds: Mapping[str, tuple[float, float]]
     postprocess: Mapping[str, Mapping[str, float]]
+    _columns: np.ndarray = field(init=False, repr=False)  # every group's member columns, one group after another
+    _starts: np.ndarray = field(init=False, repr=False)  # where each group starts in _columns
 
     def __post_init__(self) -> None:
-        single = all(len(m) == 1 for m in self.members)
-        object.__setattr__(self, "_take", np.array([m[0] for m in self.members], np.intp) if single else None)
-        object.__setattr__(self, "_index", [np.array(m, np.intp) for m in self.members])
+        object.__setattr__(self, "_columns", np.array([c for m in self.members for c in m], np.intp))
+        object.__setattr__(self, "_starts", np.cumsum([0] + [len(m) for m in self.members[:-1]]).astype(np.intp))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -194,9 +195,10 @@ class ScoreMap:
         """Scores ``[..., model classes]`` to ``[..., new labels]``: each new label the maximum of its members."""
         if scores.shape[-1] != len(self.model_labels):
             raise ValueError(f"expected scores of {len(self.model_labels)} classes, got shape {scores.shape}")
-        if self._take is not None:  # type: ignore[attr-defined]
-            return scores[..., self._take]  # type: ignore[attr-defined]
-        return np.stack([scores[..., m].max(axis=-1) for m in self._index], axis=-1)  # type: ignore[attr-defined]
+        taken = scores[..., self._columns]
+        if len(self._columns) == len(self.members):  # one member each: a subset (or a renaming)
+            return taken
+        return np.maximum.reduceat(taken, self._starts, axis=-1)
 
 
 def builtin_label_maps() -> list[str]:
