@@ -348,14 +348,27 @@ def test_classes_and_label_map_are_detection_options_of_file_listen_and_serve():
 
 
 @pytest.mark.slow
-def test_listen_url_reports_the_groups(cli, audioset_model, scene_wav):
-    result = cli("listen", "--url", f"kitchen={scene_wav}", "-m", audioset_model, "--hop", "0.25",
-                 "--label-map", "household", "--classes", "alarm,dog", "--format", "jsonl", timeout=60)
-    assert result.returncode == 0, result.stderr
+def test_listen_url_reports_the_groups_and_publishes_them_to_mqtt(cli, audioset_model, scene_wav, tmp_path):
+    from loopback_servers import Mosquitto, Subscriber
+
+    broker = Mosquitto(tmp_path)
+    try:
+        subscriber = Subscriber(broker.url)
+        result = cli("listen", "--url", f"kitchen={scene_wav}", "-m", audioset_model, "--hop", "0.25",
+                     "--label-map", "household", "--classes", "alarm,dog", "--format", "jsonl",
+                     "--mqtt", broker.url, "--mqtt-discovery-prefix", "ha", timeout=60)
+        assert result.returncode == 0, result.stderr
+        got = subscriber.wait_for(lambda ms: ms and ms[-1].payload == "offline")
+        subscriber.stop()
+    finally:
+        broker.stop()
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     updates = [d for d in lines if d["type"] in ("onset", "offset")]
     assert {d["label"] for d in updates} == {"alarm", "dog"} and all(d["stream"] == "kitchen" for d in updates)
     assert _near(_events(result.stdout), [("alarm", 0.5, 2.5), ("dog", 3.5, 4.5)], 0.3), result.stdout
+    sensors = sorted(m.topic for m in got if m.topic.startswith("ha/binary_sensor/") and m.topic.endswith("/config"))
+    assert sensors == [f"ha/binary_sensor/streamdet_kitchen/{label}/config" for label in ("alarm", "dog")]
+    assert [m.json() for m in got if m.topic == "streamdet/kitchen/events"] == updates
 
 
 @pytest.mark.slow
