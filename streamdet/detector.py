@@ -59,8 +59,8 @@ class Detector:
         median_filter: width of the median filter in seconds (0 = off).
         min_duration, min_gap: seconds; None uses the model's tuned per-class values (``postprocess``
             metadata, else 0), a number sets every class, ``{label: seconds}`` the named classes.
-        post: a resolved :class:`~streamdet.postprocess.PostProcessing` for this model's labels, instead of
-            ``thresholds`` / ``median_filter`` / ``min_duration`` / ``min_gap`` (it must be for the same labels).
+        post: a resolved :class:`~streamdet.postprocess.PostProcessing` for the labels of the events (the model's,
+            or the label map's), instead of ``thresholds`` / ``median_filter`` / ``min_duration`` / ``min_gap``.
         label_map: group the model's classes into new labels, the score of a group being the maximum of its
             members' (before post-processing): a :class:`~streamdet.label_map.LabelMap`, a mapping
             ``{new_label: [model labels] or {"labels": [...], "threshold", "min_duration", "min_gap"}}``, the
