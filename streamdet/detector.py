@@ -1,7 +1,8 @@
 """The public engine API of docs/DESIGN.md §5: :class:`Detector` (and :class:`FileRun`, file mode).
 
 A :class:`Detector` owns one ONNX Runtime session (shared by all its streams) and the settings: hop,
-lookahead and the post-processing (one :class:`~streamdet.postprocess.PostProcessing`, resolved once). It
+lookahead, the label map (``label_map`` / ``classes``, :mod:`streamdet.label_map`) and the post-processing (one
+:class:`~streamdet.postprocess.PostProcessing` over the labels of the events, resolved once). It
 builds the :class:`~streamdet.engine.Engine` its streams are made from; a
 :class:`~streamdet.stream.Stream` (its own module) is one audio source.
 
@@ -28,6 +29,7 @@ import numpy as np
 from .audio_io import DEFAULT_BLOCK_FRAMES, AudioFileError, audio_info, read_blocks
 from .engine import Engine
 from .events import Event, Update
+from .label_map import LabelMap, ScoreMap, resolve_label_map
 from .model_metadata import ModelMetadata
 from .postprocess import PostProcessing, SecondsSpec, ThresholdSpec
 from .scheduler import LiveScheduler
@@ -57,8 +59,16 @@ class Detector:
         median_filter: width of the median filter in seconds (0 = off).
         min_duration, min_gap: seconds; None uses the model's tuned per-class values (``postprocess``
             metadata, else 0), a number sets every class, ``{label: seconds}`` the named classes.
-        post: a resolved :class:`~streamdet.postprocess.PostProcessing` for this model's labels, instead of
-            ``thresholds`` / ``median_filter`` / ``min_duration`` / ``min_gap`` (it must be for the same labels).
+        post: a resolved :class:`~streamdet.postprocess.PostProcessing` for the labels of the events (the model's,
+            or the label map's), instead of ``thresholds`` / ``median_filter`` / ``min_duration`` / ``min_gap``.
+        label_map: group the model's classes into new labels, the score of a group being the maximum of its
+            members' (before post-processing): a :class:`~streamdet.label_map.LabelMap`, a mapping
+            ``{new_label: [model labels] or {"labels": [...], "threshold", "min_duration", "min_gap"}}``, the
+            name of a built-in map (``"household"``, ``"safety"``) or a JSON / YAML file; see
+            :mod:`streamdet.label_map` (the groups' default thresholds come from their members).
+        classes: keep only these labels (of the map, or of the model without one): a list, or one
+            comma-separated string. ``thresholds``, ``min_duration``, ``min_gap`` and ``post`` then name the
+            new labels, and so do the events, the score track and ``labels``.
         threads: CPU threads for ONNX Runtime (default: cores − 1).
         max_batch: most windows per inference call.
         max_lag: seconds a live stream may fall behind before its backlog is dropped.
@@ -80,19 +90,28 @@ class Detector:
         max_lag: float = 10.0,
         io_binding: bool | None = None,
         post: PostProcessing | None = None,
+        label_map: str | os.PathLike[str] | Mapping[str, Any] | LabelMap | None = None,
+        classes: str | Iterable[str] | None = None,
     ) -> None:
         self.session = ModelSession(model, device=device, threads=threads, max_batch=max_batch, io_binding=io_binding)
         meta = self.session.metadata
         self.timeline = Timeline.create(meta, hop, lookahead)
+        chosen = classes if classes is None or isinstance(classes, str) else list(classes)
+        self.score_map: ScoreMap | None = resolve_label_map(meta.labels, meta.thresholds, meta.postprocess,
+                                                            label_map, chosen)
+        labels = meta.labels if self.score_map is None else self.score_map.labels
+        model_thresholds = meta.thresholds if self.score_map is None else self.score_map.thresholds
+        model_post = meta.postprocess if self.score_map is None else self.score_map.postprocess
         if post is not None and (thresholds, min_duration, min_gap, median_filter) != (None, None, None, 0.0):
             raise ValueError("give the post-processing either as post= or as thresholds / median_filter / "
                              "min_duration / min_gap, not both")
         if post is None:
-            post = PostProcessing.resolve(meta.labels, model_thresholds=meta.thresholds,
-                                          model_postprocess=meta.postprocess, thresholds=thresholds,
-                                          median_filter=median_filter, min_duration=min_duration, min_gap=min_gap)
+            post = PostProcessing.resolve(labels, model_thresholds=model_thresholds, model_postprocess=model_post,
+                                          thresholds=thresholds, median_filter=median_filter,
+                                          min_duration=min_duration, min_gap=min_gap)
         self.post = post
-        self.engine = Engine(self.timeline, meta.labels, post, self.session.run, self.session.batch_limit)
+        self.engine = Engine(self.timeline, labels, post, self.session.run, self.session.batch_limit,
+                             self.score_map)
         self.max_lag = float(max_lag)
         self._live: LiveScheduler | None = None
         self._live_lock = threading.Lock()
@@ -105,8 +124,26 @@ class Detector:
 
     @property
     def labels(self) -> list[str]:
-        """Class labels, in output order."""
+        """The labels of the events, in output order: the label map's when there is one, else the model's."""
+        return list(self.engine.labels)
+
+    @property
+    def model_labels(self) -> list[str]:
+        """The model's own class labels (what a label map groups)."""
         return list(self.session.metadata.labels)
+
+    @property
+    def label_map(self) -> LabelMap | None:
+        """The label map in effect (``classes`` applied), or None."""
+        return None if self.score_map is None else self.score_map.label_map
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Each label of the events with the model labels it is the maximum of (``{label: [label]}`` without a
+        map)."""
+        if self.score_map is None:
+            return {label: [label] for label in self.labels}
+        return {group.label: list(group.members) for group in self.score_map.label_map.groups}
 
     @property
     def provider(self) -> str:

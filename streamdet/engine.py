@@ -2,7 +2,9 @@
 
 An :class:`Engine` holds the timeline (window, hop, frame geometry), the labels, the resolved
 post-processing (:class:`~streamdet.postprocess.PostProcessing` and its frame rules), the runner (windows →
-``(framewise, clipwise)``, the ONNX Runtime session's ``run``) and the batch limit. A
+``(framewise, clipwise)``, the ONNX Runtime session's ``run``), the batch limit and the label map, if any
+(:class:`~streamdet.label_map.ScoreMap`: the streams stitch the model's classes and map the stitched frames to
+the map's labels, max over members, before post-processing; ``labels`` are then the map's). A
 :class:`~streamdet.stream.Stream` is built from it (not from the Detector), so the engine can be driven
 without a model file (tests, custom runners) and nothing below the Detector imports it.
 
@@ -17,7 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import numpy as np
+
 from .events import Update
+from .label_map import ScoreMap
 from .postprocess import FrameRules, PostProcessing
 from .scheduler import Runner, Schedulable, run_locked
 from .stitching import Timeline
@@ -29,22 +34,37 @@ S = TypeVar("S", bound=Schedulable)
 
 @dataclass(frozen=True)
 class Engine:
-    """Timeline, labels, post-processing, runner and batch limit shared by a detector's streams."""
+    """Timeline, labels, post-processing, runner, batch limit and label map shared by a detector's streams.
+
+    ``labels`` are the labels of the events (the label map's when there is one); the runner's outputs have the
+    model's classes (``model_classes``)."""
 
     timeline: Timeline
     labels: tuple[str, ...]
     post: PostProcessing
     runner: Runner
     batch_limit: int
+    score_map: ScoreMap | None = None
     rules: FrameRules = field(init=False, repr=False)  # the post-processing in frames of this timeline
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
         if tuple(self.post.labels) != self.labels:
             raise ValueError("the post-processing settings are for other labels")
+        if self.score_map is not None and tuple(self.score_map.labels) != self.labels:
+            raise ValueError("the label map is for other labels")
         if self.batch_limit < 1:
             raise ValueError(f"batch_limit must be at least 1, got {self.batch_limit}")
         object.__setattr__(self, "rules", self.post.frames(self.timeline.frame_seconds))
+
+    @property
+    def model_classes(self) -> int:
+        """Classes of the model's outputs (what the streams stitch)."""
+        return len(self.score_map.model_labels) if self.score_map is not None else len(self.labels)
+
+    def map_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Model scores ``[..., model_classes]`` as scores of ``labels`` (the label map applied; else as they are)."""
+        return scores if self.score_map is None else self.score_map.apply(scores)
 
     def run(self, streams: Sequence[S], prepare: Callable[[S], object] | None = None,
             final: Sequence[S] = ()) -> dict[S, list[Update]]:

@@ -3,8 +3,9 @@
 Samples pushed at any rate and channel count are sanitised (NaN/inf → 0, counted), downmixed, resampled to
 the model rate (stateful soxr), kept in a short history, and every ``hop`` a window ending at the newest
 hop boundary is evaluated (batched with the other streams that are due, :mod:`streamdet.scheduler`). Window
-predictions are stitched into one score track (:mod:`streamdet.stitching`), post-processed and turned into
-onset/offset updates (:mod:`streamdet.tracker`).
+predictions are stitched into one score track (:mod:`streamdet.stitching`), mapped to the engine's labels when
+it has a label map (:mod:`streamdet.label_map`), post-processed and turned into onset/offset updates
+(:mod:`streamdet.tracker`).
 
 Thread safety: every method takes the stream's lock (``lock``, re-entrant). Besides the user API (``push``,
 ``push_lost``, ``close``, the counters), a stream implements the scheduler's protocol
@@ -39,7 +40,8 @@ class Stream:
     Counters: ``input_samples`` (at the input rate), ``lost_samples`` (input that never arrived,
     zero-filled, input rate), ``nonfinite_samples``, ``skipped_samples`` (model rate, dropped by the
     live lag rule), ``windows`` (evaluated). ``latest_scores`` is the newest final frame of the score
-    track (for meters), ``latest_clipwise`` the newest window's clip-level scores.
+    track (for meters), ``latest_clipwise`` the newest window's clip-level scores (both of the engine's labels,
+    the label map applied).
 
     Memory and cost: a push of any length is fed and evaluated in pieces of at most :attr:`piece_frames`
     input frames (:func:`push_pieces`), and the history keeps only the samples of windows not yet evaluated
@@ -68,7 +70,7 @@ class Stream:
         self.on_event = on_event
         self._t = engine.timeline
         self._resampler = StreamResampler(self.sample_rate, self._t.sample_rate)
-        self._stitcher = Stitcher(self._t, len(engine.labels))
+        self._stitcher = Stitcher(self._t, engine.model_classes)
         self._tracker = EventTracker(engine.labels, engine.rules, self._t.frame_seconds, name)
         self.lock = threading.RLock()
         self._hist = _History()  # model-rate samples of the windows not yet evaluated
@@ -295,7 +297,7 @@ class Stream:
         for i, k in enumerate(ks):
             first, frames = self._stitcher.add(k, framewise[i])
             updates += self._frames(first, frames)
-        self.latest_clipwise = clipwise[-1].copy()
+        self.latest_clipwise = np.array(self.engine.map_scores(clipwise[-1]), np.float32)
         return updates
 
     def backlog_seconds(self) -> float:
@@ -318,6 +320,7 @@ class Stream:
             frames = frames[: max(0, self._frame_limit - first)]
         if frames.shape[0] == 0:
             return []
+        frames = self.engine.map_scores(frames)  # the label map, if any: max over each group's members
         self.latest_scores = frames[-1].copy()
         if self._record is not None:
             self._record.append(frames)

@@ -118,10 +118,16 @@ def model_load_errors(model: str | None, path: Path | None) -> Iterator[None]:
 
 
 def model_line(det: Detector) -> str:
-    """One line describing the loaded model and settings (for stderr), control characters escaped."""
+    """One line describing the loaded model and settings (for stderr), control characters escaped; with a label
+    map, the labels of the events and their members instead of the model's labels."""
     meta = det.metadata
+    labels = f"{meta.num_classes} classes ({', '.join(meta.labels)})"
+    if det.label_map is not None:
+        groups = ", ".join(label if members == [label] else f"{label} = {' | '.join(members)}"
+                           for label, members in det.groups.items())
+        labels = f"{meta.num_classes} classes, detecting {len(det.labels)} ({groups})"
     return printable(
-        f"model {det.session.path.name}: {meta.num_classes} classes ({', '.join(meta.labels)}), "
+        f"model {det.session.path.name}: {labels}, "
         f"{meta.sample_rate} Hz, window {meta.window_seconds:g} s; hop {det.hop:g} s, lookahead {det.lookahead:g} s; "
         f"{det.provider.replace('ExecutionProvider', '')}"
         + (f" ({det.session.threads} thread{'s' if det.session.threads > 1 else ''})"

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from .common import bundled_models, error, fail, resolve_model
+from .options import ClassesOption, LabelMapOption, parse_label_map
 from .text import plain
 
 app = typer.Typer(
@@ -60,13 +61,19 @@ def show_command(
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON, the provenance in full "
                                                         "(same as --format json)."),
+    classes: ClassesOption = None,
+    label_map: LabelMapOption = None,
 ) -> None:
     """Show what a model file contains: labels, sample rate, window, step, precision, thresholds,
-    inputs/outputs with shapes, a summary of the provenance (--json for all of it).
+    inputs/outputs with shapes, a summary of the provenance (--json for all of it). With --label-map / --classes,
+    also the labels they give on this model, each with its members and settings (exit 2 when they do not fit).
     Exit 1 when it is not a valid streamdet model."""
     if output_format not in ("table", "json"):
         fail(f"--format must be table or json, not {output_format!r}", 2)
+    chosen = parse_label_map(label_map)
     info = _load_info(model)
+    if info["valid"] and (chosen is not None or classes is not None):
+        info["label_map"] = _label_map_info(info, chosen, classes)
     if as_json or output_format == "json":
         sys.stdout.write(_json_text(info) + "\n")
     else:
@@ -109,6 +116,11 @@ def _print_info(info: dict[str, Any]) -> None:
             per_class = (f"{k} {v.get('min_duration', 0.0):g}/{v.get('min_gap', 0.0):g}"
                          for k, v in info["postprocess"].items())
             row("post-processing", "min duration / min gap, s: " + ", ".join(per_class))
+        if "label_map" in info:
+            table.add_row("label map", _lines(
+                f"{label} = {' | '.join(g['labels'])}: {g['threshold'][0]:g}/{g['threshold'][1]:g}, "
+                f"min duration {g['min_duration']:g} s, min gap {g['min_gap']:g} s"
+                for label, g in info["label_map"].items()))
         row("front-end", json.dumps(info["frontend"], sort_keys=True))
     else:
         row("error", info["error"], "red")
@@ -119,6 +131,19 @@ def _print_info(info: dict[str, Any]) -> None:
     if info.get("provenance"):
         table.add_row("provenance", _lines(f"{key}: {text}" for key, text in provenance_summary(info["provenance"])))
     console.print(table)
+
+
+def _label_map_info(info: dict[str, Any], chosen: Any, classes: str | None) -> dict[str, Any]:
+    """The label map (and/or ``--classes``) on the model of ``info``, every setting filled in, or exit 2."""
+    from ..label_map import resolve_label_map
+
+    thresholds = {label: tuple(pair) for label, pair in info["thresholds"].items()}
+    try:
+        score_map = resolve_label_map(info["labels"], thresholds, info["postprocess"], chosen, classes)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    assert score_map is not None
+    return score_map.describe()
 
 
 def _lines(lines: Iterable[str]) -> Any:

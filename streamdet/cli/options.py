@@ -3,9 +3,10 @@
 
 - ``--model/-m`` the model; ``--device/-d`` the compute device (``auto``, ``cpu``, ``cuda``, ``cuda:N``);
   ``--threads`` CPU threads (no short flag); ``--input/-i`` the audio input of ``listen``.
-- The detection options of every command that detects events (``file``, ``listen``): ``--hop``,
+- The detection options of every command that detects events (``file``, ``listen``, ``serve``): ``--hop``,
   ``--lookahead``, ``--threshold/-t``, ``--thresholds``, ``--median-filter``, ``--min-duration``, ``--min-gap``,
-  ``--threads``: one group, added to a command by :func:`with_detection_options`, checked by
+  ``--classes``, ``--label-map`` (:mod:`streamdet.label_map`; the threshold and seconds options then name the new
+  labels), ``--threads``: one group, added to a command by :func:`with_detection_options`, checked by
   :func:`detection_settings` (exit 2 naming the option; NaN, inf and values past the limits refused: seconds
   0-86400, median filter 0-10 s, threads 1-4096) into the Detector's keyword arguments; the post-processing ones
   become one :class:`~streamdet.postprocess.PostProcessing` in the Detector.
@@ -27,9 +28,11 @@ from .common import fail, parse_thresholds
 
 __all__ = [
     "COMPUTE_DEVICES",
+    "ClassesOption",
     "DeviceOption",
     "HopOption",
     "InputOption",
+    "LabelMapOption",
     "LookaheadOption",
     "MedianFilterOption",
     "MinDurationOption",
@@ -73,6 +76,16 @@ MedianFilterOption = Annotated[float, typer.Option(
 MinDurationOption = Annotated[float | None, typer.Option(
     "--min-duration", help="Drop events shorter than this, seconds (an onset is reported once the event has lasted "
                            "this long). Default: the model's per-class value, else 0.", show_default=False)]
+ClassesOption = Annotated[str | None, typer.Option(
+    "--classes", help="Keep only these labels (comma-separated; of the --label-map when given, else of the model). "
+                      "A comma inside a model label (AudioSet's 'Smoke detector, smoke alarm') stays in the name.",
+    show_default=False)]
+LabelMapOption = Annotated[str | None, typer.Option(
+    "--label-map", help='Group the model\'s classes into new labels, each scoring the maximum of its members: a JSON '
+                        'or YAML file {"new_label": ["model label", ...] or {"labels": [...], "threshold": ON or '
+                        '[ON, OFF], "min_duration": s, "min_gap": s}}, or a built-in map for AudioSet models '
+                        "(household, safety). Unset settings of a group come from its members.",
+    show_default=False)]
 MinGapOption = Annotated[float | None, typer.Option(
     "--min-gap", help="Merge events of a class separated by less than this, seconds. Default: the model's "
                       "per-class value, else 0.", show_default=False)]
@@ -93,6 +106,8 @@ def detection_settings(
     min_duration: float | None,
     min_gap: float | None,
     threads: int | None,
+    classes: str | None = None,
+    label_map: str | None = None,
 ) -> dict[str, Any]:
     """The Detector keyword arguments of the detection options, or exit 2 naming the option that is wrong."""
     for name, value, positive in (("--hop", hop, True), ("--lookahead", lookahead, False)):
@@ -104,8 +119,24 @@ def detection_settings(
         if value is not None and not 0 <= value <= limit:  # NaN and inf fail too
             fail(f"{name} must be a number of seconds from 0 to {limit:g}, got {value}", 2)
     check_threads(threads)
+    if classes is not None and not classes.strip():
+        fail("--classes: expected label names separated by commas, got an empty value", 2)
     return {"hop": hop, "lookahead": lookahead, "thresholds": parse_thresholds(threshold, thresholds),
-            "median_filter": median_filter, "min_duration": min_duration, "min_gap": min_gap, "threads": threads}
+            "median_filter": median_filter, "min_duration": min_duration, "min_gap": min_gap, "threads": threads,
+            "classes": classes, "label_map": parse_label_map(label_map)}
+
+
+def parse_label_map(value: str | None) -> Any:
+    """``--label-map``: the :class:`~streamdet.label_map.LabelMap` of a file or built-in name (checked against the
+    model when it loads), or exit 2 naming the file and the problem."""
+    if value is None:
+        return None
+    from ..label_map import LabelMapError, load_label_map
+
+    try:
+        return load_label_map(value)
+    except LabelMapError as exc:
+        fail(f"--label-map: {exc}", 2)
 
 
 def check_threads(threads: int | None) -> None:
@@ -122,6 +153,8 @@ DETECTION_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("median_filter", MedianFilterOption, 0.0),
     ("min_duration", MinDurationOption, None),
     ("min_gap", MinGapOption, None),
+    ("classes", ClassesOption, None),
+    ("label_map", LabelMapOption, None),
     ("threads", ThreadsOption, None),
 )
 """The detection option group: parameter name, annotated type, default."""

@@ -104,18 +104,20 @@ def make_pool(det: Detector, device: str, median_filter: float, threads: int | N
 
         return Detector(det.session.path, device=device, hop=hop, lookahead=lookahead, thresholds=dict(thresholds),
                         median_filter=median_filter, min_duration=det.min_duration, min_gap=det.min_gap,
-                        threads=threads)
+                        threads=threads, label_map=det.label_map)
 
     return DetectorPool(det, factory, limit=limit, median_filter=median_filter)
 
 
 def model_info(det: Detector, median_filter: float = 0.0) -> dict[str, Any]:
-    """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, rates, window,
-    step, hop, lookahead, thresholds and post-processing."""
+    """What ``/v1/models`` and the stream's ``ready`` message say about a detector: labels, the model labels each
+    is the maximum of (``groups``: ``{label: [label]}`` without a label map), rates, window, step, hop, lookahead,
+    thresholds and post-processing."""
     meta = det.metadata
     return {
         "model": det.session.path.stem,
         "labels": det.labels,
+        "groups": det.groups,
         "sample_rate": meta.sample_rate,
         "window": meta.window_seconds,
         "step": meta.step_seconds,
