@@ -116,6 +116,7 @@ def load_source(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     checkpoint or an official HTS-AT checkpoint."""
     from streamdet.models import CheckpointError, load_checkpoint
     from streamdet.models.onnx_import import load_onnx_model
+
     from streamdet.session import BUNDLED_DIR
 
     path = Path(source)
@@ -256,9 +257,8 @@ class _SegmentClips:
         return self._lib.labels
 
     def sample(self, label: str, rng: np.random.Generator) -> Any:
-        from .synth.core import Sound, choose, normalize
-
         from .datasets import load_audio
+        from .synth.core import Sound, choose, normalize
 
         path = choose(rng, self._lib.files[label])
         return Sound(normalize(load_audio(path, self.sample_rate)), list(self._segments[path]),
