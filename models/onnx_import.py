@@ -2,10 +2,11 @@
 
 The ONNX file holds everything needed: ``model_type``, ``labels`` and the architecture config (in its
 ``provenance.architecture``) and the weights as graph initializers. The exporter keeps most parameters under their
-``model.<name>`` state-dict names, but the tracer rewrites two kinds:
+``model.<name>`` state-dict names, but the tracer rewrites three kinds:
 
 * every ``nn.Linear`` weight becomes an anonymous ``onnx::MatMul_*`` initializer holding the *transposed* weight,
   consumed by the node ``/model/<module path>/MatMul``;
+* a tensor equal to another one is stored once; its own name is the output of an ``Identity`` of the other;
 * HTS-AT's relative-position bias table is folded into the gathered bias ``[1, heads, N, N]`` added by the node
   ``/model/<attention path>/Add``; every table entry appears in that gather, so the table is recovered exactly
   (and checked: each entry must read the same value wherever it appears).
@@ -94,6 +95,11 @@ def onnx_state_dict(proto: Any, model: nn.Module) -> dict[str, torch.Tensor]:
     for name, init in inits.items():
         if name.startswith("model.") and name[len("model."):] in wanted:
             state[name[len("model."):]] = torch.from_numpy(numpy_helper.to_array(init).copy())
+    for node in proto.graph.node:  # equal tensors are stored once, the others named by an Identity of it
+        out = node.output[0] if node.output else ""
+        if node.op_type == "Identity" and node.input[0] in inits and out.startswith("model."):
+            if out[len("model."):] in wanted:
+                state[out[len("model."):]] = torch.from_numpy(numpy_helper.to_array(inits[node.input[0]]).copy())
     for node in proto.graph.node:
         module = _module_path(node.name)
         if module is None:

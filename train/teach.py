@@ -381,7 +381,7 @@ def _train_rows(model: Any, n_old: int, train: tuple[Any, Any], val: tuple[Any, 
         if step % cfg.eval_every == 0 or step == cfg.steps:
             with torch.no_grad():
                 val_loss = float(loss_of(x_va, y_va))
-            history.append({"step": step, "train_loss": round(float(loss), 4), "val_loss": round(val_loss, 4)})
+            history.append({"step": step, "train_loss": round(float(loss.detach()), 4), "val_loss": round(val_loss, 4)})
             if val_loss < best[0]:
                 best = (val_loss, step, weight.detach().clone(), bias.detach().clone())
     with torch.no_grad():

@@ -47,6 +47,8 @@ def train_command(
     replace: bool = typer.Option(False, "--replace", help="With --from: a label the model already has is trained "
                                                           "anew from the clips."),
     seed: int = typer.Option(0, "--seed", help="With --from: the seed of the split and the scenes."),
+    scenes: int = typer.Option(120, "--scenes", help="With --from: training scenes per new label (10 s each; "
+                                                     "rehearsal scenes of the old classes: two thirds as many)."),
 ) -> None:
     """Train a model with a recipe, end to end.
 
@@ -54,7 +56,7 @@ def train_command(
     evaluate on the held-out test split through the runtime engine. Exit 0 on success, 1 if a stage fails,
     2 on usage errors."""
     if from_ is not None or clips is not None:
-        _teach(from_, clips, out, replace, seed, threads, workers)
+        _teach(from_, clips, out, replace, seed, scenes, threads, workers)
         return
     if real is not None and not (real / "targets" / "MANIFEST.csv").is_file():
         fail(f"--real {real}: not a real-audio corpus (expected targets/MANIFEST.csv and backgrounds/MANIFEST.csv)", 2)
@@ -102,12 +104,12 @@ def train_command(
                    "backgrounds")
 
 
-def _teach(source: str | None, clips: Path | None, out: Path | None, replace: bool, seed: int,
+def _teach(source: str | None, clips: Path | None, out: Path | None, replace: bool, seed: int, scenes: int,
            threads: int | None, workers: int | None) -> None:
     """``train --from SRC --clips DIR --out my.onnx``: the new model, its report on stdout."""
     if source is None or clips is None or out is None:
         fail("teaching new sounds needs --from MODEL, --clips DIR and --out NEW.onnx", 2)
-    for name, value in (("--workers", workers), ("--threads", threads)):
+    for name, value in (("--workers", workers), ("--threads", threads), ("--scenes", scenes)):
         if value is not None and value < 1:
             fail(f"{name} must be at least 1, got {value}", 2)
     try:
@@ -125,8 +127,8 @@ def _teach(source: str | None, clips: Path | None, out: Path | None, replace: bo
         console.print(printable(f"[{time.perf_counter() - t0:5.0f} s] {msg}"), markup=False, highlight=False)
 
     try:
-        report = teach(source, clips, out, replace=replace, config=TeachConfig(seed=seed), threads=threads,
-                       workers=workers, log=log)
+        config = TeachConfig(seed=seed, scenes_per_label=scenes, rehearsal_scenes=max(1, 2 * scenes // 3))
+        report = teach(source, clips, out, replace=replace, config=config, threads=threads, workers=workers, log=log)
     except TeachError as exc:
         for line in str(exc).splitlines():
             error(line)
