@@ -99,8 +99,14 @@ def f1_on_split(model: Path, split_dir: Path, labels: list[str], threads: int) -
 
 
 def _synth(out: Path, n: int, seed: int, config: Any, workers: int) -> Path:
+    """A synthesised split, reused when ``out`` holds one of the same size, seed and configuration."""
     from streamdet.train.synth import synthesize_split
 
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        if (m.get("n_scenes"), m.get("seed"), m.get("config")) == (n, seed, config.to_dict()):
+            return out
     synthesize_split(out, n, seed=seed, config=config, workers=workers)
     return out
 
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-scenes", type=int, default=80)
     ap.add_argument("--test-scenes", type=int, default=150)
     ap.add_argument("--real-scenes", type=int, default=150)
+    ap.add_argument("--last-stage", action="store_true", help="also train the last Swin stage (distilled)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -126,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     new_model = work / "birds.onnx"
     load_before = os.getloadavg()
     t = time.perf_counter()
-    report = teach("alerts", work / "data" / "clips", new_model, config=TeachConfig(seed=args.seed),
-                   threads=args.threads, workers=args.threads, log=lambda m: print(m, file=sys.stderr))
+    config = TeachConfig(seed=args.seed, last_stage=args.last_stage)
+    report = teach("alerts", work / "data" / "clips", new_model, config=config, threads=args.threads,
+                   workers=args.threads, log=lambda m: print(m, file=sys.stderr))
     teach_s = time.perf_counter() - t
     load_after = os.getloadavg()
 

@@ -86,6 +86,10 @@ class TeachConfig:
     weight_decay: float = 1e-3
     eval_every: int = 25
     seed: int = 0
+    last_stage: bool = False  # also train the last Swin stage (old classes distilled from the source model)
+    stage_lr: float = 3e-4
+    distill: float = 1.0
+    varispeed: tuple[float, float] | None = (0.8, 1.25)  # training clips resampled (pitch and speed) by up to this
     hop: float = 0.5  # the engine's defaults for tuning and the report
     lookahead: float = 0.0
 
@@ -242,10 +246,14 @@ def split_clips(folder: TeachFolder, val_share: float, seed: int) -> dict[str, d
 
 # ---------------------------------------------------------------------------------------------------------- scenes
 class _SegmentClips:
-    """A :class:`ClipLibrary` whose clips carry the segments checked by :func:`read_teach_folder`."""
+    """A :class:`ClipLibrary` whose clips carry the segments checked by :func:`read_teach_folder`; with
+    ``varispeed=(lo, hi)`` 70 % of the draws are resampled by a factor in that range (pitch and speed together)."""
 
-    def __init__(self, items: Mapping[str, Sequence[tuple[Path, float, list]]], sample_rate: int) -> None:
+    def __init__(self, items: Mapping[str, Sequence[tuple[Path, float, list]]], sample_rate: int,
+                 varispeed: tuple[float, float] | None = None) -> None:
         from .synth.scenes import ClipLibrary
+
+        self.varispeed = varispeed
 
         self._lib = ClipLibrary([], sample_rate)
         self._lib.files = {label: [p for p, _, _ in its] for label, its in items.items()}
@@ -261,8 +269,16 @@ class _SegmentClips:
         from .synth.core import Sound, choose, normalize
 
         path = choose(rng, self._lib.files[label])
-        return Sound(normalize(load_audio(path, self.sample_rate)), list(self._segments[path]),
-                     {"source": "clip", "path": str(path)})
+        x, segs = load_audio(path, self.sample_rate), list(self._segments[path])
+        info: dict[str, Any] = {"source": "clip", "path": str(path)}
+        if self.varispeed and rng.random() < 0.7:  # the same sound a little higher and faster, or lower and slower
+            import soxr
+
+            r = float(np.exp(rng.uniform(np.log(self.varispeed[0]), np.log(self.varispeed[1]))))
+            x = soxr.resample(x, self.sample_rate * r, self.sample_rate).astype(np.float32)
+            segs = [(a / r, b / r) for a, b in segs]
+            info["varispeed"] = round(r, 3)
+        return Sound(normalize(x), segs, info)
 
 
 _scene_state: dict[str, Any] = {}
@@ -308,6 +324,23 @@ def _make_scenes(configs: Mapping[str, Any], clips: Any, counts: Mapping[str, in
 
 
 # -------------------------------------------------------------------------------------------------------- features
+def stage_input(model: Any, waveform: Any) -> Any:
+    """HTS-AT's tokens before its last Swin stage ``[B, tokens, channels]`` for ``waveform [B, N]`` (no grad)."""
+    import torch
+
+    with torch.no_grad():
+        x = model.patch_embed(model.to_image(model.normalize_features(model.frontend(waveform))))
+        for layer in model.layers[:-1]:
+            x = layer(x)
+        return x
+
+
+def stage_logits(model: Any, tokens: Any) -> Any:
+    """Frame logits ``[B, steps, C]`` from the tokens before the last stage (the rest of HTS-AT's forward)."""
+    x = model.tscam_input(model.norm(model.layers[-1](tokens)))
+    return model.tscam_conv(x).flatten(2).transpose(1, 2)
+
+
 def head_features(model: Any, waveform: Any) -> Any:
     """HTS-AT's token-semantic head input ``[B, channels, freq, steps]`` for ``waveform [B, N]`` (no grad)."""
     import torch
@@ -318,9 +351,10 @@ def head_features(model: Any, waveform: Any) -> Any:
 
 
 def _scene_features(model: Any, scenes: Sequence[tuple[np.ndarray, list]], labels: Sequence[str],
-                    window_seconds: float, batch: int = 32) -> tuple[Any, Any]:
-    """Cached head features ``[W, ch, f, steps]`` (float16) and frame targets ``[W, steps, C]`` of every window
-    (hop half a window) of every scene."""
+                    window_seconds: float, features: Callable[[Any, Any], Any] = head_features, batch: int = 32
+                    ) -> tuple[Any, Any]:
+    """Cached ``features(model, windows)`` (float16; default the head input ``[W, ch, f, steps]``) and frame
+    targets ``[W, steps, C]`` of every window (hop half a window) of every scene."""
     import torch
 
     from .datasets import frame_targets
@@ -344,7 +378,7 @@ def _scene_features(model: Any, scenes: Sequence[tuple[np.ndarray, list]], label
             targets.append(frame_targets(evs, labels, k * hop, window_seconds, steps))
     feats = []
     for i in range(0, len(wins), batch):
-        feats.append(head_features(model, torch.from_numpy(np.stack(wins[i:i + batch]))).half())
+        feats.append(features(model, torch.from_numpy(np.stack(wins[i:i + batch]))).half())
     return torch.cat(feats), torch.from_numpy(np.stack(targets))
 
 
@@ -390,6 +424,72 @@ def _train_rows(model: Any, n_old: int, train: tuple[Any, Any], val: tuple[Any, 
     log(f"head: {cfg.steps} steps on {len(x_tr)} windows, best validation loss {best[0]:.4f} at step {best[1]}")
     return {"best_step": best[1], "best_val_loss": round(best[0], 4), "history": history,
             "train_windows": len(x_tr), "val_windows": len(x_va)}
+
+
+def _train_stage(model: Any, n_old: int, train: tuple[Any, Any], val: tuple[Any, Any], cfg: TeachConfig,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Train the last Swin stage, the final norm and the new head rows on cached stage inputs; the old classes'
+    logits are distilled from the source model's (rehearsal: binary cross-entropy against its probabilities on the
+    same windows), the old head rows stay fixed. Keeps the weights of the step with the lowest validation loss."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    conv = model.tscam_conv
+    parts = [model.layers[-1], model.norm, conv]
+    x_tr, y_tr = train[0], train[1][..., n_old:]
+    x_va, y_va = val[0], val[1][..., n_old:]
+
+    def batched(x: Any) -> Any:
+        with torch.no_grad():
+            return torch.cat([stage_logits(model, x[i:i + 256].float()) for i in range(0, len(x), 256)])
+
+    teacher_tr, teacher_va = torch.sigmoid(batched(x_tr)[..., :n_old]), torch.sigmoid(batched(x_va)[..., :n_old])
+    pos = float(y_tr.mean())
+    pos_weight = torch.full((y_tr.shape[-1],), max(1.0, min(10.0, (1 - pos) / max(pos, 1e-3) / 2)))
+    opt = torch.optim.AdamW([{"params": [p for m in parts[:2] for p in m.parameters()], "lr": cfg.stage_lr},
+                             {"params": list(conv.parameters()), "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def losses(x: Any, y: Any, teacher: Any) -> tuple[Any, Any]:
+        logits = stage_logits(model, x.float())
+        new = F.binary_cross_entropy_with_logits(logits[..., n_old:], y, pos_weight=pos_weight)
+        old = F.binary_cross_entropy_with_logits(logits[..., :n_old], teacher) if n_old else logits.sum() * 0
+        return new, old
+
+    def snapshot() -> list[dict[str, Any]]:
+        return [copy.deepcopy(m.state_dict()) for m in parts]
+
+    best: tuple[float, int, list] = (float("inf"), 0, snapshot())
+    history = []
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(x_tr), (min(cfg.batch_size, len(x_tr)),), generator=gen)
+        new, old = losses(x_tr[idx], y_tr[idx], teacher_tr[idx])
+        loss = new + cfg.distill * old
+        opt.zero_grad()
+        loss.backward()
+        conv.weight.grad[:n_old] = 0
+        conv.bias.grad[:n_old] = 0
+        opt.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            with torch.no_grad():
+                vs = [losses(x_va[i:i + 256], y_va[i:i + 256], teacher_va[i:i + 256]) for i in range(0, len(x_va), 256)]
+                v_new = float(sum(a * len(x_va[i:i + 256]) for (a, _), i in zip(vs, range(0, len(x_va), 256),
+                                                                                  strict=True)) / len(x_va))
+                v_old = float(sum(b * len(x_va[i:i + 256]) for (_, b), i in zip(vs, range(0, len(x_va), 256),
+                                                                                  strict=True)) / len(x_va))
+            val_loss = v_new + cfg.distill * v_old
+            history.append({"step": step, "train_loss": round(float(loss.detach()), 4), "val_loss": round(val_loss, 4),
+                            "val_new": round(v_new, 4), "val_distill": round(v_old, 4)})
+            if val_loss < best[0]:
+                best = (val_loss, step, snapshot())
+    for m, state in zip(parts, best[2], strict=True):
+        m.load_state_dict(state)
+    log(f"last stage + head: {cfg.steps} steps on {len(x_tr)} windows, best validation loss {best[0]:.4f} at step "
+        f"{best[1]}")
+    return {"best_step": best[1], "best_val_loss": round(best[0], 4), "history": history,
+            "train_windows": len(x_tr), "val_windows": len(x_va), "trained": "last stage, norm, new head rows"}
 
 
 def grow_head(model: Any, new_labels: Sequence[str], replace: Sequence[str] = ()) -> int:
@@ -510,8 +610,8 @@ def teach(
         kept_old = [label for label in old_labels if label not in replaced]
         configs = _scene_configs(new_labels, kept_old, model.sample_rate, cfg.scene_seconds, folder.backgrounds,
                                  bg_dir)
-        sides = {side: _SegmentClips({label: s[side] for label, s in split.items()}, model.sample_rate)
-                 for side in ("train", "val")}
+        sides = {side: _SegmentClips({label: s[side] for label, s in split.items()}, model.sample_rate,
+                                     cfg.varispeed if side == "train" else None) for side in ("train", "val")}
         train_scenes = _make_scenes(configs, sides["train"], {"new": cfg.scenes_per_label * len(new_labels),
                                                               "old": cfg.rehearsal_scenes}, cfg.seed, workers)
         val_scenes = _make_scenes(configs, sides["val"], {"new": cfg.val_scenes_per_label * len(new_labels),
@@ -522,12 +622,13 @@ def teach(
         n_old = grow_head(model, new_labels, replaced)
         labels = list(model.labels)
         window_seconds = float(src["window_seconds"])
-        train_feats = _scene_features(model, train_scenes, labels, window_seconds)
-        val_feats = _scene_features(model, val_scenes, labels, window_seconds)
+        features = stage_input if cfg.last_stage else head_features
+        train_feats = _scene_features(model, train_scenes, labels, window_seconds, features)
+        val_feats = _scene_features(model, val_scenes, labels, window_seconds, features)
         say(f"features: {len(train_feats[0]) + len(val_feats[0])} windows of {window_seconds:g} s through the frozen "
             "backbone")
         t = _lap(timings, "features", t)
-        head = _train_rows(model, n_old, train_feats, val_feats, cfg, say)
+        head = (_train_stage if cfg.last_stage else _train_rows)(model, n_old, train_feats, val_feats, cfg, say)
         t = _lap(timings, "head", t)
 
         records = _write_scenes(val_scenes, work / "val", model.sample_rate)
