@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
-
-from streamdet.cli import app
 from streamdet.export import to_onnx
 from streamdet.models import HTSAT, HTSATConfig
 from streamdet.models.onnx_import import load_onnx_model
-from streamdet.session import BUNDLED_MODEL
 from streamdet.train.teach import MIN_CLIPS, onnx_metadata
+from typer.testing import CliRunner
+
+from streamdet.cli import app
+from streamdet.session import BUNDLED_MODEL
 
 SR = 16000
 OLD_LABELS = ["hum", "click"]
@@ -160,3 +160,20 @@ def test_usage_errors(tiny_onnx, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "ending in .onnx" in r.stderr
     r = _teach("--from", tmp_path / "nope.onnx", "--clips", clips, "--out", tmp_path / "x.onnx")
     assert r.exit_code == 2 and "no such model" in r.stderr
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_sources_an_official_htsat_checkpoint_and_refuses_an_ast() -> None:
+    from streamdet.train.teach import TeachError, grow_head, load_source
+
+    model, info = load_source(FIXTURES / "htsat" / "tiny_state_dict.pt")
+    assert model.model_type == "htsat" and info["thresholds"] is None
+    assert info["window_seconds"] == model.native_window_samples / model.sample_rate
+    n_old = len(model.labels)
+    assert grow_head(model, ["chirp"]) == n_old and model.labels[-1] == "chirp"
+    wave = torch.zeros(1, model.native_window_samples)
+    assert model(wave).framewise.shape[-1] == n_old + 1
+    with pytest.raises(TeachError, match="needs an HTS-AT"):
+        load_source(FIXTURES / "ast" / "official_tiny" / "ast_tiny224_depth1_f10_t10_tdim1024_label5.pth")
