@@ -97,7 +97,8 @@ def onnx_state_dict(proto: Any, model: nn.Module) -> dict[str, torch.Tensor]:
             state[name[len("model."):]] = torch.from_numpy(numpy_helper.to_array(init).copy())
     for node in proto.graph.node:  # equal tensors are stored once, the others named by an Identity of it
         out = node.output[0] if node.output else ""
-        if node.op_type == "Identity" and node.input[0] in inits and out[len("model."):] in wanted:
+        if node.op_type == "Identity" and node.input[0] in inits and out.startswith("model.") \
+                and out[len("model."):] in wanted:
             state[out[len("model."):]] = torch.from_numpy(numpy_helper.to_array(inits[node.input[0]]).copy())
     for node in proto.graph.node:
         module = _module_path(node.name)
