@@ -16,7 +16,9 @@
    recipe's test seed) and on the real-audio benchmark (``streamdet.train.real_eval.evaluate_real``), macro event
    F1 over the old classes.
 
-    python benchmarks/teach.py --json runs/teach/report.json       # ~5 min on 2 cores
+    python benchmarks/teach.py --json runs/teach/report.json
+
+(Not yet run to the end in one go: see benchmarks/RESULTS.md, "Teaching a new class".)
 """
 
 from __future__ import annotations
