@@ -210,7 +210,9 @@ class InferenceHub:
             session.deliver(update_message(u))
             if session.on_update is not None:
                 session.on_update(u)
-        if session.scores and not session.stream.closed:
+        # the closing cycle sends its scores too: a short stream sent whole before the first cycle (a loaded
+        # server) still gets them before its end message
+        if session.scores and (not session.stream.closed or session.stream.windows > 0):
             t = max(0.0, session.stream.processed - session.detector.lookahead)
             if t - session.last_scores_time >= session.detector.hop - 1e-9:
                 session.last_scores_time = t
