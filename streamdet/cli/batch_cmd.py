@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from .common import error, fail, load_detector, model_line
+from .common import connect_ray, error, fail, load_detector, model_line
 from .options import DeviceOption, ModelOption, with_detection_options
 from .text import printable
 
@@ -145,19 +145,12 @@ def _run(todo: list, folder: Any, ray_address: str | None, workers: int | None, 
 
 def _run_ray(todo: list, folder: Any, address: str, workers: int | None, threads: int, gpus: float, device: str,
              settings: dict[str, Any], det: Any) -> Any:
-    from ..extras import ExtraMissingError
-    from ..scale.cluster import cluster_cpus, connect
+    from ..scale.cluster import cluster_cpus
     from ..scale.local import BatchJob, part_files
     from ..scale.progress import Progress, header_seconds
     from ..scale.runtime import DetectorSpec
-    from ..session import usable_cores
 
-    try:
-        ray = connect(address, "streamdet batch --ray", num_cpus=usable_cores() if address == "local" else None)
-    except ExtraMissingError as exc:
-        fail(str(exc), 2)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        fail(f"--ray {address}: cannot connect ({exc})", 2)
+    ray = connect_ray(address, "streamdet batch --ray")
     try:
         from ..scale.ray_batch import run_ray
 

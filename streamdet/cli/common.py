@@ -153,3 +153,18 @@ def stdout_is_terminal() -> bool:
         return sys.stdout.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def connect_ray(address: str, command: str) -> Any:
+    """The ``ray`` module connected to ``--ray ADDRESS`` (``local`` starts a cluster on this machine's usable
+    cores) for ``command``; a missing ray extra or an unreachable cluster exits 2 with a clear message."""
+    from ..extras import ExtraMissingError
+    from ..scale.cluster import connect
+    from ..session import usable_cores
+
+    try:
+        return connect(address, command, num_cpus=usable_cores() if address == "local" else None)
+    except ExtraMissingError as exc:
+        fail(str(exc), 2)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        fail(f"--ray {address}: cannot connect ({exc})", 2)

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from . import listen_sources
-from .common import fail, load_detector, model_line
+from .common import connect_ray, fail, load_detector, model_line
 from .options import DeviceOption, ModelOption, with_detection_options
 
 
@@ -104,20 +104,12 @@ def _serve_on_ray(address: str, replicas: int, host: str, port: int, det: Any, d
     """Deploy the app on Ray Serve and wait for Ctrl-C (then delete it; exit 130)."""
     import time
 
-    from ..extras import ExtraMissingError
-    from ..scale.cluster import connect
     from ..scale.runtime import DetectorSpec
-    from ..session import usable_cores
 
     if port == 0:
         fail("--port 0 is not supported with --ray: Ray Serve's proxy needs a fixed port", 2)
     threads = settings["threads"] or 1
-    try:
-        ray = connect(address, "streamdet serve --ray", num_cpus=usable_cores() if address == "local" else None)
-    except ExtraMissingError as exc:
-        fail(str(exc), 2)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        fail(f"--ray {address}: cannot connect ({exc})", 2)
+    ray = connect_ray(address, "streamdet serve --ray")
     try:
         from ..scale.ray_serve import deploy, undeploy
 
