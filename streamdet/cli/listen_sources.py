@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 URL_HELP = (r"A network or piped source, repeatable, beside or instead of --input: \[NAME=]URL, any location "
             "ffmpeg reads (rtsp://, http(s)://, udp://, tcp://, a local file played in real time, - for standard "
-            "input; not srt://, which PyAV's ffmpeg lacks). Needs the stream extra.")
+            "input; srt:// through the system ffmpeg, as PyAV's lacks it). Needs the stream extra.")
 # (rich reads "[s]" as markup in --help: the brackets are escaped)
 MQTT_HELP = ("Publish states, events and Home Assistant discovery to this broker: "
              r"mqtt\[s]://\[user:pass@]host\[:port] (needs the mqtt extra).")

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..extras import import_extra
+from .relay import Relay, can_relay
 from .urls import SourceSpec
 
 GAP_TOLERANCE = 0.1  # seconds: a larger jump in the decoded timestamps is lost audio
@@ -137,11 +138,13 @@ class UnsupportedSourceError(Exception):
 
 
 def unsupported_protocol(url: str) -> str:
-    """Why ``url`` cannot be read: PyAV's ffmpeg has no such protocol (its wheels lack ``srt``); and the way round."""
+    """Why ``url`` cannot be read: neither PyAV's ffmpeg (its wheels lack ``srt``) nor a system ``ffmpeg`` has the
+    protocol; and the way round."""
     scheme = url.split("://", 1)[0] if "://" in url else url.split(":", 1)[0]
-    return (f"the ffmpeg inside PyAV cannot read {scheme}:// (no {scheme!r} protocol in this build); relay the stream "
-            f"with a full ffmpeg, e.g. `ffmpeg -i '{url}' -c copy -f mpegts udp://127.0.0.1:5004`, and listen to "
-            "udp://127.0.0.1:5004 (docs/home-assistant.md)")
+    return (f"the ffmpeg inside PyAV cannot read {scheme}:// (no {scheme!r} protocol in this build) and there is no "
+            f"ffmpeg on PATH that can (install one with {scheme}, e.g. Debian's `apt-get install ffmpeg`: streamdet "
+            f"then relays the stream through it), or relay it yourself, e.g. `ffmpeg -i '{url}' -c copy -f mpegts "
+            "udp://127.0.0.1:5004`, and listen to udp://127.0.0.1:5004 (docs/home-assistant.md)")
 
 
 def short_reason(exc: BaseException) -> str:
@@ -176,6 +179,8 @@ class SourceReader:
         self._pushed = 0  # frames delivered or reported lost (stream clock)
         self._origin: float | None = None
         self._connected_once = False
+        self.relayed = False  # PyAV's ffmpeg lacks the protocol: the system ffmpeg carries it (sources/relay.py)
+        self._relay: Relay | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"streamdet-source-{spec.name}", daemon=True)
 
@@ -188,6 +193,9 @@ class SourceReader:
     def stop(self) -> None:
         """Ask the thread to stop (it ends after the current read; network reads time out)."""
         self._stop.set()
+        relay = self._relay
+        if relay is not None:
+            relay.terminate()
 
     @property
     def stopping(self) -> bool:
@@ -227,25 +235,45 @@ class SourceReader:
         """One connection: open, decode until it ends; None at a clean end, else the reason it failed."""
         connect_time = _wall_clock()
         options = dict(OPEN_OPTIONS)
+        relay = None
         try:
-            if self.network:
+            if self.relayed:
+                relay = self._relay = Relay(self.spec.av_url, self.timeouts[1])
+                if self._stop.is_set():  # stop() came before the relay existed
+                    relay.terminate()
+                container = av.open(relay.output, options=options)
+            elif self.network:
                 container = av.open(self.spec.av_url, options=options, timeout=self.timeouts)
             else:
                 container = av.open(self.spec.av_url, options=options)
         except av.ProtocolNotFoundError:
-            raise UnsupportedSourceError(unsupported_protocol(self.spec.av_url)) from None
+            if not can_relay(self.spec.av_url):
+                raise UnsupportedSourceError(unsupported_protocol(self.spec.av_url)) from None
+            self.relayed = True  # from now on every connection goes through the system ffmpeg
+            return self._connection(av)
         except (av.FFmpegError, OSError) as exc:
-            return f"cannot open: {short_reason(exc)}"
+            reason = self._end_relay(relay)
+            return f"cannot open: {reason or short_reason(exc)}"
         try:
             if not container.streams.audio:
                 return "no audio stream"
-            return self._decode(av, container, connect_time)
+            reason = self._decode(av, container, connect_time)
+            return reason if relay is None else (reason or self._end_relay(relay) or None)
         except av.ExitError:  # the read timeout interrupted a read
             return f"no data for {self.timeouts[1]:g} s"
         except (av.FFmpegError, OSError) as exc:
-            return short_reason(exc)
+            return (relay is not None and self._end_relay(relay)) or short_reason(exc)
         finally:
             container.close()
+            self._end_relay(relay)
+
+    def _end_relay(self, relay: Relay | None) -> str:
+        """Close the relay (when there is one); ffmpeg's last error line, or an empty string."""
+        if relay is None:
+            return ""
+        relay.close()
+        self._relay = None
+        return relay.reason()
 
     def _decode(self, av: Any, container: Any, connect_time: float) -> str | None:
         stream = container.streams.audio[0]
