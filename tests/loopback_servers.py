@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import pytest
 FFMPEG = shutil.which("ffmpeg")
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 RTSP_SERVER = shutil.which("rtsp-server-perl")
+ICECAST = shutil.which("icecast2") or ("/usr/bin/icecast2" if Path("/usr/bin/icecast2").exists() else None)
 
 
 def require(binary: str | None, package: str) -> str:
@@ -103,6 +106,59 @@ class RtspServer:
     def stop(self) -> None:
         """Stop the server."""
         stop(self.proc)
+
+
+class Icecast:
+    """Debian's Icecast 2 on loopback with a throwaway configuration: ffmpeg is the source client
+    (``icecast://``), listeners play ``http://127.0.0.1:PORT/MOUNT`` as from an internet radio. Its folder is
+    its own (pytest's are private to the user, and Icecast run by root drops to ``nobody``)."""
+
+    PASSWORD = "hackme-test"
+    CODEC = ("-c:a", "libvorbis", "-q:a", "6")
+
+    def __init__(self) -> None:
+        binary = require(ICECAST, "icecast2")
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="streamdet-icecast-"))
+        self.folder.chmod(0o755)
+        logs = self.folder / "logs"
+        logs.mkdir()
+        logs.chmod(0o777)
+        folder = self.folder
+        # Icecast refuses to run as root unless it changes owner: then it drops to nobody.
+        owner = ("<security><chroot>0</chroot><changeowner><user>nobody</user><group>nogroup</group></changeowner>"
+                 "</security>") if os.geteuid() == 0 else "<security><chroot>0</chroot></security>"
+        config = folder / "icecast.xml"
+        config.write_text(f"""<icecast>
+  <limits><sources>2</sources><burst-size>0</burst-size></limits>
+  <authentication><source-password>{self.PASSWORD}</source-password>
+    <admin-user>admin</admin-user><admin-password>{self.PASSWORD}</admin-password></authentication>
+  <hostname>127.0.0.1</hostname>
+  <listen-socket><port>{self.port}</port><bind-address>127.0.0.1</bind-address></listen-socket>
+  <paths><basedir>/usr/share/icecast2</basedir><logdir>{logs}</logdir>
+    <webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot></paths>
+  <logging><errorlog>error.log</errorlog><loglevel>2</loglevel></logging>
+  {owner}
+</icecast>
+""")
+        config.chmod(0o644)
+        self.proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def source(self, audio: Path, mount: str = "live.ogg") -> subprocess.Popen:
+        """ffmpeg sending ``audio`` as Ogg Vorbis to ``mount``, at real-time pace."""
+        return subprocess.Popen(ffmpeg("-re", "-i", str(audio), *self.CODEC, "-content_type", "application/ogg",
+                                       "-f", "ogg",
+                                       f"icecast://source:{self.PASSWORD}@127.0.0.1:{self.port}/{mount}"))
+
+    def url(self, mount: str = "live.ogg") -> str:
+        """The URL a listener plays."""
+        return f"http://127.0.0.1:{self.port}/{mount}"
+
+    def stop(self) -> None:
+        """Stop the server and remove its folder."""
+        stop(self.proc)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Mosquitto:
