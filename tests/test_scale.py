@@ -214,6 +214,27 @@ def test_batch_on_ray_equals_streamdet_file(cli, ray_cluster, tmp_path):
     assert rows[str(src / "whole.wav")]["duration"] == 20.0 and "4/4 files" in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_batch_on_ray_keeps_a_label_map(cli, ray_cluster, tmp_path):
+    """A label map (issue 22) reaches the Ray actors: grouped labels and their own thresholds, events equal to
+    ``streamdet file`` with the same map."""
+    src = tmp_path / "src"
+    src.mkdir()
+    audio, rate = sf.read(EXAMPLE, dtype="float32")
+    sf.write(src / "whole.wav", audio, rate)
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"bang": {"labels": ["knock", "doorbell"], "threshold": 0.3},
+                                     "voice": ["speech"]}))
+    expected = file_rows(cli("file", src, "--label-map", label_map, "--format", "jsonl"))
+    out = tmp_path / "out"
+    result = cli("batch", src, "-o", out, "--ray", ray_cluster, "--workers", "2", "--label-map", label_map,
+                 timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert read_events(out) == expected
+    assert {r["label"] for r in expected} == {"bang", "voice"}, expected
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
