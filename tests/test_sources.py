@@ -465,6 +465,8 @@ def check_sender_stream(det: streamdet.Detector, items: list, reference: Path) -
     assert -2.0 < shift < 0.5, (got, want)
     assert_within_one_hop(got, want, det.hop, shift)
     assert [s.type for s in items if isinstance(s, SourceStatus)].count("connected") == 1, items
+    first = next(i for i in items if not (isinstance(i, SourceStatus) and i.type == "disconnected"))
+    assert isinstance(first, SourceStatus) and first.type == "connected", items  # before the connection's events
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ MAX_QUEUED_SECONDS = 10.0  # decoded audio of a local file or pipe that may wait
 class ScheduledSource:
     """One source's stream as a live source of the detector's scheduler: what its reader decoded (samples,
     lost frames, the clock anchor) and its connection statuses wait here, in order, until the scheduler's
-    next cycle drains them; the statuses are emitted after the updates of that cycle."""
+    next cycle drains them. A ``connected`` status drained before any of the cycle's audio is emitted before the
+    cycle's updates (they come from the audio of that connection); every other status after them."""
 
     drop_backlog = False  # paced by its producer: evaluated in full
 
@@ -55,6 +56,8 @@ class ScheduledSource:
         self.group = group
         self.stream = stream
         self._pending: deque[tuple[str, Any]] = deque()
+        self._early: list[SourceStatus] = []  # connected, before any audio of this cycle
+        self._audio_drained = 0  # audio and lost items drained since the last delivery
         self._statuses: list[SourceStatus] = []
 
     def put(self, kind: str, value: Any) -> None:
@@ -75,13 +78,21 @@ class ScheduledSource:
                 self.stream.feed_lost(value)
             elif kind == "origin":
                 self.stream.wall_origin = value
+            elif value.type == "connected" and not self._statuses and self._audio_drained == 0:
+                self._early.append(value)
             else:
                 self._statuses.append(value)
+            if kind in ("audio", "lost"):
+                self._audio_drained += 1
 
     def deliver(self, updates: list[Update]) -> None:
-        """The updates of a cycle, then the statuses drained in it."""
+        """A cycle's early ``connected`` statuses, its updates, then the other statuses drained in it."""
+        early, self._early = self._early, []
+        for status in early:
+            self.group._emit_status(status)
         self.group._deliver(updates)
         statuses, self._statuses = self._statuses, []
+        self._audio_drained = 0
         for status in statuses:
             self.group._emit_status(status)
 
