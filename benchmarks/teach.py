@@ -17,9 +17,9 @@
    recipe's test seed) and on the real-audio benchmark (``streamdet.train.real_eval.evaluate_real``), macro event
    F1 over the old classes.
 
-    python benchmarks/teach.py --json runs/teach/report.json
+    python benchmarks/teach.py [--task birds|animal] [--last-stage] --json runs/teach/report.json
 
-(Not yet run to the end in one go: see benchmarks/RESULTS.md, "Teaching a new class".)
+(Figures: benchmarks/RESULTS.md, "Teaching a new class".)
 """
 
 from __future__ import annotations
