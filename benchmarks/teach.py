@@ -17,7 +17,7 @@
    recipe's test seed) and on the real-audio benchmark (``streamdet.train.real_eval.evaluate_real``), macro event
    F1 over the old classes.
 
-    python benchmarks/teach.py [--task birds|animal] [--last-stage] --json runs/teach/report.json
+    python benchmarks/teach.py [--task birds|animal] [--last-stage] [--place-distractors] --json runs/teach/report.json
 
 (Figures: benchmarks/RESULTS.md, "Teaching a new class".)
 """
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-scenes", type=int, default=150)
     ap.add_argument("--real-scenes", type=int, default=150)
     ap.add_argument("--last-stage", action="store_true", help="also train the last Swin stage (distilled)")
+    ap.add_argument("--place-distractors", action="store_true",
+                    help="excerpts of the background/ recordings also serve as distractors")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--task", choices=sorted(TASKS), default="birds", help="the new class to teach")
     ap.add_argument("--json", default=None)
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     new_model = work / f"{LABEL}.onnx"
     load_before = os.getloadavg()
     t = time.perf_counter()
-    config = TeachConfig(seed=args.seed, last_stage=args.last_stage)
+    config = TeachConfig(seed=args.seed, last_stage=args.last_stage, place_distractors=args.place_distractors)
     report = teach("alerts", work / "data" / "clips", new_model, config=config, threads=args.threads,
                    workers=args.threads, log=lambda m: print(m, file=sys.stderr))
     teach_s = time.perf_counter() - t

@@ -177,3 +177,34 @@ def test_sources_an_official_htsat_checkpoint_and_refuses_an_ast() -> None:
     assert model(wave).framewise.shape[-1] == n_old + 1
     with pytest.raises(TeachError, match="needs an HTS-AT"):
         load_source(FIXTURES / "ast" / "official_tiny" / "ast_tiny224_depth1_f10_t10_tdim1024_label5.pth")
+
+
+def test_the_place_recordings_become_distractors_and_never_labels(tmp_path: Path) -> None:
+    """Excerpts of ``background/`` recordings are drawn as distractors in the new label's scenes and in the rehearsal
+    scenes (which hold no new sound), at most 3 s long, and never appear as labelled events."""
+    from streamdet.train.synth import SceneConfig, synthesize_scene
+    from streamdet.train.teach import _PlaceExcerpts, _SegmentClips
+
+    rate = 16000
+    place = []
+    for i in range(5):
+        path = tmp_path / f"bg{i}.wav"
+        sf.write(path, np.random.default_rng(i).normal(0, 0.1, 8 * rate).astype(np.float32), rate)
+        place.append(path)
+    chirp = tmp_path / "chirp.wav"
+    sf.write(chirp, _chirp(1.0, 500, 2000, 0), rate)
+    clips = _SegmentClips({"chirp": [(chirp, 1.0, [(0.0, 1.0)])]}, rate, None, _PlaceExcerpts(place, rate))
+    assert set(clips.labels) == {"chirp", "__place0__", "__place1__", "__place2__", "__place3__"}
+    rehearsal = clips.place_only()
+    assert rehearsal is not None and "chirp" not in rehearsal.labels
+    new = SceneConfig(labels=("chirp",), events=(1, 1), distractors=(3, 3), sample_rate=rate, duration=10.0)
+    old = SceneConfig(labels=("__none__",), events=(0, 0), distractors=(3, 3), sample_rate=rate, duration=10.0)
+    from_place = 0
+    for seed in range(8):
+        for config, library in ((new, clips), (old, rehearsal)):
+            scene = synthesize_scene([seed], config, library)
+            assert {e.label for e in scene.events} <= {"chirp"}
+            from_place += sum(d["name"].startswith("__place") for d in scene.info["distractors"])
+        excerpt = clips.sample("__place1__", np.random.default_rng(seed))
+        assert 0.5 * rate <= len(excerpt.audio) <= 3 * rate + 1
+    assert from_place >= 12  # of 48 distractors, about half from the place

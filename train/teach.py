@@ -11,8 +11,10 @@ How (docs/DESIGN.md's "minutes on a CPU" constraint decides it):
    :class:`TeachError`. Each label's recordings are split into training and validation by whole file.
 2. **scenes** - the training recordings mixed into backgrounds (the ``background/`` recordings on half of the
    layers, procedural textures otherwise) at -5..20 dB, in synthetic rooms, with EQ, device colouration and
-   procedural distractors (:func:`streamdet.train.synth.synthesize_scene`); plus rehearsal scenes of the old
-   classes (their procedural generators, when the model's classes have any) that hold no new sound.
+   distractors (:func:`streamdet.train.synth.synthesize_scene`): procedural ones and, with
+   ``TeachConfig.place_distractors`` and a ``background/``, 0.5-3 s excerpts of its recordings placed louder than
+   the bed (about half of them; off by default: measured in benchmarks/RESULTS.md); plus rehearsal scenes of the old classes (their procedural
+   generators, when the model's classes have any) that hold no new sound.
 3. **features** - the source model's backbone is frozen: its token-semantic head input is computed once per
    window of every scene and cached.
 4. **head** - the head gains one row per new label (zero weights, a bias at the prior); only the new rows are
@@ -90,6 +92,7 @@ class TeachConfig:
     stage_lr: float = 3e-4
     distill: float = 1.0
     varispeed: tuple[float, float] | None = (0.8, 1.25)  # training clips resampled (pitch and speed) by up to this
+    place_distractors: bool = False  # excerpts of the background/ recordings also serve as distractors (RESULTS.md)
     hop: float = 0.5  # the engine's defaults for tuning and the report
     lookahead: float = 0.0
 
@@ -245,15 +248,43 @@ def split_clips(folder: TeachFolder, val_share: float, seed: int) -> dict[str, d
 
 
 # ---------------------------------------------------------------------------------------------------------- scenes
+class _PlaceExcerpts:
+    """Short excerpts (0.5-3 s) of the ``background/`` recordings, served as real distractors: sounds of the place
+    that are not the new labels, placed over the bed at the distractor levels. The recordings are dealt into
+    ``kinds`` groups (``__place0__``, ...), each one distractor kind beside the procedural ones, so that about
+    half of the distractors come from the place."""
+
+    def __init__(self, paths: Sequence[Path], sample_rate: int, kinds: int = 4) -> None:
+        paths = sorted(paths)
+        self.sample_rate = sample_rate
+        self.groups = {f"__place{k}__": list(paths[k::kinds]) for k in range(min(kinds, len(paths)))}
+
+    def sample(self, label: str, rng: np.random.Generator) -> Any:
+        """One excerpt of a recording of group ``label``; its whole length is its active segment."""
+        import soundfile as sf
+
+        from .datasets import load_audio
+        from .synth.core import Sound, choose, normalize
+
+        path = choose(rng, self.groups[label])
+        duration = float(sf.info(str(path)).duration)
+        length = min(duration, float(rng.uniform(0.5, 3.0)))
+        start = float(rng.uniform(0.0, max(0.0, duration - length)))
+        x = load_audio(path, self.sample_rate, start, length)
+        return Sound(normalize(x), [(0.0, len(x) / self.sample_rate)], {"source": "place", "path": str(path)})
+
+
 class _SegmentClips:
     """A :class:`ClipLibrary` whose clips carry the segments checked by :func:`read_teach_folder`; with
-    ``varispeed=(lo, hi)`` 70 % of the draws are resampled by a factor in that range (pitch and speed together)."""
+    ``varispeed=(lo, hi)`` 70 % of the draws are resampled by a factor in that range (pitch and speed together);
+    with ``place``, its excerpt groups are labels too (outside every scene's classes: distractors)."""
 
     def __init__(self, items: Mapping[str, Sequence[tuple[Path, float, list]]], sample_rate: int,
-                 varispeed: tuple[float, float] | None = None) -> None:
+                 varispeed: tuple[float, float] | None = None, place: _PlaceExcerpts | None = None) -> None:
         from .synth.scenes import ClipLibrary
 
         self.varispeed = varispeed
+        self.place = place
 
         self._lib = ClipLibrary([], sample_rate)
         self._lib.files = {label: [p for p, _, _ in its] for label, its in items.items()}
@@ -262,12 +293,18 @@ class _SegmentClips:
 
     @property
     def labels(self) -> list[str]:
-        return self._lib.labels
+        return self._lib.labels + (sorted(self.place.groups) if self.place is not None else [])
+
+    def place_only(self) -> _SegmentClips | None:
+        """The place's excerpts alone (for rehearsal scenes, which must not hold the new sounds); None without."""
+        return _SegmentClips({}, self.sample_rate, None, self.place) if self.place is not None else None
 
     def sample(self, label: str, rng: np.random.Generator) -> Any:
         from .datasets import load_audio
         from .synth.core import Sound, choose, normalize
 
+        if self.place is not None and label in self.place.groups:
+            return self.place.sample(label, rng)
         path = choose(rng, self._lib.files[label])
         x, segs = load_audio(path, self.sample_rate), list(self._segments[path])
         info: dict[str, Any] = {"source": "clip", "path": str(path)}
@@ -315,7 +352,8 @@ def _make_scenes(configs: Mapping[str, Any], clips: Any, counts: Mapping[str, in
                  ) -> list[tuple[np.ndarray, list]]:
     """Scenes of each kind (``counts[kind]``), in memory; identical for any number of ``workers``."""
     _scene_state.clear()
-    _scene_state.update({kind: (cfg, clips if kind == "new" else None) for kind, cfg in configs.items()})
+    _scene_state.update({kind: (cfg, clips if kind == "new" else clips.place_only())
+                         for kind, cfg in configs.items()})
     jobs = [(seed + (0 if kind == "new" else 7919), kind, i) for kind, n in counts.items() for i in range(n)]
     if workers <= 1 or len(jobs) < 8:
         return [_scene_job(j) for j in jobs]
@@ -610,8 +648,10 @@ def teach(
         kept_old = [label for label in old_labels if label not in replaced]
         configs = _scene_configs(new_labels, kept_old, model.sample_rate, cfg.scene_seconds, folder.backgrounds,
                                  bg_dir)
+        place = (_PlaceExcerpts(folder.backgrounds, model.sample_rate)
+                 if folder.backgrounds and cfg.place_distractors else None)
         sides = {side: _SegmentClips({label: s[side] for label, s in split.items()}, model.sample_rate,
-                                     cfg.varispeed if side == "train" else None) for side in ("train", "val")}
+                                     cfg.varispeed if side == "train" else None, place) for side in ("train", "val")}
         train_scenes = _make_scenes(configs, sides["train"], {"new": cfg.scenes_per_label * len(new_labels),
                                                               "old": cfg.rehearsal_scenes}, cfg.seed, workers)
         val_scenes = _make_scenes(configs, sides["val"], {"new": cfg.val_scenes_per_label * len(new_labels),
