@@ -13,8 +13,8 @@ How (docs/DESIGN.md's "minutes on a CPU" constraint decides it):
    layers, procedural textures otherwise) at -5..20 dB, in synthetic rooms, with EQ, device colouration and
    distractors (:func:`streamdet.train.synth.synthesize_scene`): procedural ones and, with
    ``TeachConfig.place_distractors`` and a ``background/``, 0.5-3 s excerpts of its recordings placed louder than
-   the bed (about half of them; off by default: measured in benchmarks/RESULTS.md); plus rehearsal scenes of the old classes (their procedural
-   generators, when the model's classes have any) that hold no new sound.
+   the bed (about half of them; off by default: measured in benchmarks/RESULTS.md); plus rehearsal scenes of
+   the old classes (their procedural generators, when the model's classes have any) that hold no new sound.
 3. **features** - the source model's backbone is frozen: its token-semantic head input is computed once per
    window of every scene and cached.
 4. **head** - the head gains one row per new label (zero weights, a bias at the prior); only the new rows are
