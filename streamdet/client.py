@@ -74,7 +74,8 @@ def stream_url(url: str, token: str | None = None) -> str:
 class StreamClient:
     """One stream on a server: sends the start message on connect, PCM with :meth:`send`, ``end`` with
     :meth:`end`; iterate :meth:`messages` (every JSON message) or :meth:`updates` (onsets and offsets).
-    ``ready`` is the server's answer to the start message (labels, rates, thresholds, ...)."""
+    ``ready`` is the server's answer to the start message (labels, rates, thresholds, ...). ``classes`` keeps some
+    of the server's labels for this stream (a list, or one comma-separated string)."""
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class StreamClient:
         lookahead: float | None = None,
         thresholds: Any = None,
         scores: bool = False,
+        classes: str | list[str] | None = None,
         open_timeout: float = 30.0,
     ) -> None:
         if format not in ("f32le", "s16le"):
@@ -101,7 +103,7 @@ class StreamClient:
                                  max_size=None, close_timeout=10, compression=None)
         start: dict[str, Any] = {"sample_rate": self.sample_rate, "channels": self.channels, "format": format,
                                  "name": name, "scores": scores}
-        for key, value in (("hop", hop), ("lookahead", lookahead), ("thresholds", thresholds)):
+        for key, value in (("hop", hop), ("lookahead", lookahead), ("thresholds", thresholds), ("classes", classes)):
             if value is not None:
                 start[key] = value
         with contextlib.suppress(ConnectionClosed):  # refused before it was read (token, limit): the error is queued

@@ -25,9 +25,9 @@ def running_server(model: Path | None, detector: Any = None, sock: socket.socket
     where ``context`` is the app's :class:`ServerContext` (for the memory checks)."""
     det = detector or streamdet.Detector(model, device="cpu", threads=1)
 
-    def factory(hop: float, lookahead: float, thresholds: dict) -> Any:
+    def factory(hop: float, lookahead: float, thresholds: dict, classes: tuple[str, ...] | None) -> Any:
         return streamdet.Detector(model, device="cpu", hop=hop, lookahead=lookahead, thresholds=thresholds,
-                                  threads=1)
+                                  threads=1, classes=list(classes) if classes else None)
 
     limits = ServeSettings(**settings)
     app = create_app(DetectorPool(det, factory, limits.max_detectors), limits)

@@ -234,6 +234,35 @@ def test_streams_with_the_same_settings_share_one_detector_and_batch(band_model,
     assert batches <= windows / 2  # without batching across streams it would be one call per window
 
 
+def test_a_request_keeps_some_of_the_servers_classes(band_server, band_model, audio, tmp_path):
+    """``classes`` per request (issue 22): ``/v1/detect?classes=...`` and the stream's start message get only those
+    labels' events, equal to a Detector with the same classes; an unknown label is a 400 / a 1007 close naming
+    the server's labels; the server's own detector is untouched."""
+    url, _ = band_server
+    path = tmp_path / "tones.wav"
+    sf.write(path, audio, RATE, subtype="FLOAT")
+    want = sorted((e.label, e.onset, e.offset) for e in
+                  streamdet.Detector(band_model, device="cpu", threads=1, classes=["low", "high"]).detect_file(path))
+    assert {w[0] for w in want} == {"low", "high"}
+    reply = httpx.post(url + "/v1/detect?classes=high,low", content=path.read_bytes(), timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert sorted((e["label"], e["onset"], e["offset"]) for e in reply.json()["events"]) == want
+    client = StreamClient(url, sample_rate=RATE, name="two", classes=["low", "high"])
+    assert client.ready["labels"] == ["low", "high"]
+    for k in range(0, len(audio), RATE // 4):
+        client.send(audio[k : k + RATE // 4])
+    client.end()
+    assert client.close_code is None
+    assert sorted((u.label, u.onset, u.offset) for u in client.updates() if u.type == "offset") == want
+    bad = httpx.post(url + "/v1/detect?classes=low,siren", content=path.read_bytes(), timeout=60)
+    assert bad.status_code == 400 and "'siren'" in bad.json()["error"] and "low, mid, high" in bad.json()["error"]
+    with pytest.raises(StreamError) as refused_stream:
+        StreamClient(url, sample_rate=RATE, classes="low,nope")
+    assert refused_stream.value.code == 1007 and "'nope'" in refused_stream.value.message
+    everything = httpx.post(url + "/v1/detect", content=path.read_bytes(), timeout=60).json()["events"]
+    assert {e["label"] for e in everything} == {"low", "mid", "high"}
+
+
 def _metric(text: str, name: str) -> float:
     return float(next(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " ")))
 

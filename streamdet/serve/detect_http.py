@@ -1,7 +1,8 @@
 """``POST /v1/detect``: the events of one uploaded audio file, exactly as ``streamdet file`` finds them.
 
 The body is the file itself (any format libsndfile reads) or a multipart form with the field ``file``;
-the query may set ``hop``, ``lookahead`` and ``threshold`` (``ON`` or ``ON,OFF``). The file is spooled to
+the query may set ``hop``, ``lookahead``, ``threshold`` (``ON`` or ``ON,OFF``) and ``classes`` (some of the
+server's labels, comma-separated: only their events come back). The file is spooled to
 a temporary file and run through :meth:`Detector.detect_file` (the same engine call as ``streamdet
 file``) in the server's file worker thread. Errors are JSON ``{"error": ...}``: 400 bad request or audio
 that cannot be decoded, 401 without the token, 413 over the body limit, 415 a text or JSON content type or an
@@ -75,9 +76,14 @@ async def detect_endpoint(request: Request) -> JSONResponse:
     try:
         hop, lookahead = _query_seconds(request, "hop"), _query_seconds(request, "lookahead")
         threshold = parse_threshold(request.query_params.get("threshold"))
+        classes = request.query_params.get("classes")
+        try:
+            ctx.pool.resolve_classes(classes)  # a bad name is a 400 before the upload is read
+        except ValueError as exc:
+            raise HTTPProblemError(400, "bad_query", str(exc)) from None
         path, name = await _spool_body(request, ctx.settings.max_body_bytes)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(ctx.files, _detect, ctx, path, name, hop, lookahead, threshold)
+        result = await loop.run_in_executor(ctx.files, _detect, ctx, path, name, hop, lookahead, threshold, classes)
     except HTTPProblemError as exc:
         return problem_response(exc, ctx)
     finally:
@@ -87,10 +93,10 @@ async def detect_endpoint(request: Request) -> JSONResponse:
 
 
 def _detect(ctx: ServerContext, path: str, name: str, hop: float | None, lookahead: float | None,
-            threshold: Any) -> dict[str, Any]:
+            threshold: Any, classes: str | None = None) -> dict[str, Any]:
     """In the file worker: detect with the detector for these settings; the answer of the endpoint."""
     try:
-        det = ctx.pool.acquire(hop, lookahead, threshold)
+        det = ctx.pool.acquire(hop, lookahead, threshold, classes)
     except PoolFullError as exc:
         raise HTTPProblemError(503, "too_many_settings", str(exc)) from None
     except ValueError as exc:

@@ -52,6 +52,7 @@ class StartRequest:
     lookahead: float | None = None
     thresholds: Any = None
     scores: bool = False
+    classes: str | tuple[str, ...] | None = None  # some of the server's labels (a list, or comma-separated)
 
     @property
     def frame_bytes(self) -> int:
@@ -115,8 +116,14 @@ def parse_start(text: str) -> StartRequest:
     hop = _seconds(obj, "hop")
     if hop == 0:
         raise ProtocolError(INVALID_DATA, "bad_hop", "hop must be positive")
+    classes = obj.get("classes")
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        classes = tuple(classes)
+    elif not (classes is None or (isinstance(classes, str) and classes.strip())):
+        raise ProtocolError(INVALID_DATA, "bad_classes", "classes must be a non-empty list of label names or one "
+                                                         "comma-separated string")
     return StartRequest(rate, channels, fmt, name, hop, _seconds(obj, "lookahead"),
-                        tuple(thresholds) if isinstance(thresholds, list) else thresholds, scores)
+                        tuple(thresholds) if isinstance(thresholds, list) else thresholds, scores, classes)
 
 
 def decode_frames(data: bytes, start: StartRequest) -> np.ndarray:

@@ -116,7 +116,7 @@ class Connection:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(None, self.ctx.pool.acquire, start.hop, start.lookahead,
-                                              start.thresholds)
+                                              start.thresholds, start.classes)
         except PoolFullError as exc:
             raise ProtocolError(TRY_LATER, "too_many_settings", str(exc)) from None
         except ValueError as exc:
