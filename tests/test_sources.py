@@ -56,6 +56,15 @@ def assert_within_one_hop(got, want, hop: float, shift: float = 0.0) -> None:
         assert abs(g[2] - shift - w[2]) <= hop + 1e-9, (g, w, shift)
 
 
+def padded_clip(tmp_path: Path) -> Path:
+    """``padded.wav``: 1 s of silence, then the example's two knocks (its whistle is a weak call)."""
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
+             sr)
+    return padded
+
+
 def run_group(group: SourceGroup, timeout: float) -> list:
     """Every item a group yields until its sources end (fail after ``timeout`` seconds)."""
     items = []
@@ -291,10 +300,7 @@ def test_source_that_dies_and_comes_back_counts_the_gap_and_keeps_wall_time(det:
 def test_rtsp_camera_stream_matches_file_mode(det: streamdet.Detector, tmp_path: Path) -> None:
     """A camera-like RTSP stream: ffmpeg publishes AAC to rtsp-server-perl (Debian), streamdet plays it. The
     client joins a live stream, so its clock starts when it joined: compare after that shift."""
-    audio, sr = sf.read(EXAMPLE, dtype="float32")
-    padded = tmp_path / "padded.wav"  # 1 s of silence, then the example's two knocks (its whistle is a weak call)
-    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
-             sr)
+    padded = padded_clip(tmp_path)
     reference = convert(convert(padded, tmp_path / "padded.m4a", "-c:a", "aac"), tmp_path / "aac.wav")
     server = RtspServer()
     publisher = server.publish(padded)
@@ -399,10 +405,7 @@ def test_icecast_stream_matches_file_mode(det: streamdet.Detector, tmp_path: Pat
     (``icecast://``), streamdet a listener of ``http://127.0.0.1:PORT/live.ogg`` that joins while the source is
     starting (a missing mount is retried); events match file mode on the same Vorbis coding within one hop.
     (Vorbis rather than MP3: the bundled model hears an alarm in this clip's MP3 artefacts, in file mode too.)"""
-    audio, sr = sf.read(EXAMPLE, dtype="float32")
-    padded = tmp_path / "padded.wav"
-    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
-             sr)
+    padded = padded_clip(tmp_path)
     server = Icecast()
     source = None
     try:
@@ -436,10 +439,7 @@ def sender_events(det: streamdet.Detector, tmp_path: Path, url: str, sender: lis
     example's two knocks, as MPEG-TS with MP2 audio unless the sender says otherwise); and the reference: file
     mode on the same audio through the same codec. ``listener_first``: streamdet must be listening before the
     sender starts (UDP); else the sender is the server and streamdet connects to it."""
-    audio, sr = sf.read(EXAMPLE, dtype="float32")
-    padded = tmp_path / "padded.wav"
-    sf.write(padded, np.concatenate([np.zeros(sr, np.float32), audio[sr : int(3.5 * sr)], audio[12 * sr : 14 * sr]]),
-             sr)
+    padded = padded_clip(tmp_path)
     group = SourceGroup(det, [f"net={url}"], settings=RETRY)
     proc = None
     try:

@@ -57,7 +57,7 @@ class ScheduledSource:
         self.stream = stream
         self._pending: deque[tuple[str, Any]] = deque()
         self._early: list[SourceStatus] = []  # connected, before any audio of this cycle
-        self._audio_drained = 0  # audio and lost items drained since the last delivery
+        self._audio_seen = False  # audio or lost frames drained since the last delivery
         self._statuses: list[SourceStatus] = []
 
     def put(self, kind: str, value: Any) -> None:
@@ -74,16 +74,16 @@ class ScheduledSource:
             if kind == "audio":
                 self.stream.feed(value)
                 self.group._consumed(self.stream.name, value.size)
+                self._audio_seen = True
             elif kind == "lost":
                 self.stream.feed_lost(value)
+                self._audio_seen = True
             elif kind == "origin":
                 self.stream.wall_origin = value
-            elif value.type == "connected" and not self._statuses and self._audio_drained == 0:
+            elif value.type == "connected" and not self._statuses and not self._audio_seen:
                 self._early.append(value)
             else:
                 self._statuses.append(value)
-            if kind in ("audio", "lost"):
-                self._audio_drained += 1
 
     def deliver(self, updates: list[Update]) -> None:
         """A cycle's early ``connected`` statuses, its updates, then the other statuses drained in it."""
@@ -92,7 +92,7 @@ class ScheduledSource:
             self.group._emit_status(status)
         self.group._deliver(updates)
         statuses, self._statuses = self._statuses, []
-        self._audio_drained = 0
+        self._audio_seen = False
         for status in statuses:
             self.group._emit_status(status)
 

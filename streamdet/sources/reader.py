@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..extras import import_extra
-from .relay import Relay, can_relay
+from .relay import Relay, can_relay, scheme_of
 from .urls import SourceSpec
 
 GAP_TOLERANCE = 0.1  # seconds: a larger jump in the decoded timestamps is lost audio
@@ -140,7 +140,7 @@ class UnsupportedSourceError(Exception):
 def unsupported_protocol(url: str) -> str:
     """Why ``url`` cannot be read: neither PyAV's ffmpeg (its wheels lack ``srt``) nor a system ``ffmpeg`` has the
     protocol; and the way round."""
-    scheme = url.split("://", 1)[0] if "://" in url else url.split(":", 1)[0]
+    scheme = scheme_of(url) or url.split(":", 1)[0]
     return (f"the ffmpeg inside PyAV cannot read {scheme}:// (no {scheme!r} protocol in this build) and there is no "
             f"ffmpeg on PATH that can (install one with {scheme}, e.g. Debian's `apt-get install ffmpeg`: streamdet "
             f"then relays the stream through it), or relay it yourself, e.g. `ffmpeg -i '{url}' -c copy -f mpegts "
