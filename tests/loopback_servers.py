@@ -124,11 +124,10 @@ class Icecast:
         logs = self.folder / "logs"
         logs.mkdir()
         logs.chmod(0o777)
-        folder = self.folder
         # Icecast refuses to run as root unless it changes owner: then it drops to nobody.
         owner = ("<security><chroot>0</chroot><changeowner><user>nobody</user><group>nogroup</group></changeowner>"
                  "</security>") if os.geteuid() == 0 else "<security><chroot>0</chroot></security>"
-        config = folder / "icecast.xml"
+        config = self.folder / "icecast.xml"
         config.write_text(f"""<icecast>
   <limits><sources>2</sources><burst-size>0</burst-size></limits>
   <authentication><source-password>{self.PASSWORD}</source-password>
