@@ -64,6 +64,7 @@ __all__ = [
     "EMA",
     "TrainConfig",
     "Trainer",
+    "distill_loss",
     "forward_logits",
     "frame_map",
     "lr_at",
@@ -104,6 +105,9 @@ class TrainConfig:
     val_lookahead: float = 0.0
     select_metric: str = "frame_map"  # a validation figure (validate()); frame_map needs no thresholds
     log_every: int = 25
+    # learning without forgetting: weight of the BCE towards a frozen teacher's clip and frame probabilities (only
+    # when the Trainer is given a teacher, e.g. the model a fine-tune starts from)
+    distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.mixup_lam = tuple(self.mixup_lam)
@@ -197,6 +201,17 @@ def sed_loss(
         frame_loss = clip_logits.new_zeros(())
     loss = clip_weight * clip_loss + frame_weight * frame_loss
     return loss, {"loss": loss.item(), "clip_loss": clip_loss.item(), "frame_loss": frame_loss.item()}
+
+
+def distill_loss(
+    clip_logits: torch.Tensor, frame_logits: torch.Tensor, teacher_clip: torch.Tensor, teacher_frame: torch.Tensor
+) -> torch.Tensor:
+    """Learning without forgetting (Li & Hoiem, 2016) for a sound-event model: binary cross-entropy of the student's
+    clip and frame logits towards the teacher's clip and frame probabilities (soft targets)."""
+    loss = F.binary_cross_entropy_with_logits(clip_logits, torch.sigmoid(teacher_clip))
+    if frame_logits.shape == teacher_frame.shape:
+        loss = loss + F.binary_cross_entropy_with_logits(frame_logits, torch.sigmoid(teacher_frame))
+    return loss
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -351,6 +366,7 @@ class Trainer:
         val_indices: Sequence[int] | None = None,
         console: Any = None,
         provenance: Mapping[str, Any] | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         if isinstance(train, FeatureBank) and _feature_kind(model) != "db":
             raise ValueError("a FeatureBank caches HTS-AT log-mels; train other models from RecordWindows")
@@ -366,6 +382,11 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(int(config.threads))
         self.model = model.to(self.device)
+        self.teacher = None
+        if teacher is not None and config.distill_weight > 0:
+            self.teacher = teacher.to(self.device).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         self.ema = EMA(self.model, config.ema_decay)
         self.opt = torch.optim.AdamW(_param_groups(self.model, config.weight_decay), lr=config.lr)
         self.spec = train.spec
@@ -470,12 +491,21 @@ class Trainer:
         mode = cfg.mixup_mode if kind == "db" else "linear"
         mixed = mixup(x, clip, frame, strong, cfg.mixup_prob, cfg.mixup_lam, mode, True, gen)
         x, clip, frame, strong = mixed.x, mixed.clip, mixed.frame, mixed.strong
+        teacher = None
+        if self.teacher is not None:  # the teacher hears the same window, un-normalised by the student's bn0
+            with torch.no_grad():
+                t_out, t_frame = forward_logits(self.teacher, x, normalized=kind != "db")
+            teacher = (t_out.logits, t_frame)
         if kind == "db":
             x = model.normalize_features(x)
         if cfg.specaugment:
             x = spec_augment(x, self.specaug, gen)
         out, frame_logits = forward_logits(model, x, normalized=True)
         loss, parts = sed_loss(out.logits, frame_logits, clip, frame, strong, cfg.clip_weight, cfg.frame_weight)
+        if teacher is not None:
+            dl = distill_loss(out.logits, frame_logits, *teacher)
+            loss = loss + cfg.distill_weight * dl
+            parts.update(loss=loss.item(), distill_loss=dl.item())
         lr = lr_at(self.step, cfg)
         for g in self.opt.param_groups:
             g["lr"] = lr

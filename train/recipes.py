@@ -5,6 +5,10 @@
     streamdet train --recipe alerts --out runs/alerts          # ~75 min on 2 CPU cores (limit: 90)
     streamdet train --recipe alerts --quick --out runs/quick   # the same path in a few minutes (CI)
 
+``--from MODEL`` replaces stage 3 by an adaptation of a trained model to the recipe's data (with ``--real``: to real
+audio): :mod:`streamdet.train.adapt` (the recipe's ``adapt`` training with MODEL as a frozen teacher, then the
+weight interpolation between MODEL and the fine-tuned weights chosen on validation; ~25 min on 2 CPU cores).
+
 Stages (each is skipped when its output already exists and matches, so a rerun continues where it stopped):
 
 1. **synthesis** - strong-label scenes (:mod:`streamdet.train.synth`): ``train`` and ``val`` with the training
@@ -27,6 +31,7 @@ Stages (each is skipped when its output already exists and matches, so a rerun c
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -75,6 +80,12 @@ class Recipe:
     n_real_bench: int = 150  # scenes of the real-audio benchmark (another seed than the tuning scenes)
     mine_after: int | None = None  # with a real corpus: hard-negative mining after this many epochs (None: never)
     mine_boost: float = 3.0
+    # Adaptation (``--from MODEL``): fine-tune MODEL on this recipe's data with MODEL as a frozen teacher (learning
+    # without forgetting, ``adapt.distill_weight``), mining after ``adapt_mine_after`` epochs, then interpolate the
+    # weights between MODEL and the fine-tuned ones (WiSE-FT) at the mixing weight chosen on validation among these.
+    adapt: TrainConfig | None = None
+    adapt_mine_after: int | None = None
+    adapt_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def scene_config(self, split: str, speech_cache_dir: str | None = None, real: Mapping[str, Path] | None = None
                      ) -> Any:
@@ -102,10 +113,11 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
+        d["adapt"] = None if self.adapt is None else self.adapt.to_dict()
         return json.loads(json.dumps(d))
 
 
-SEEDS = {"train": 1, "val": 2, "test": 3, "real_val": 4, "real_bench": 101}
+SEEDS = {"train": 1, "val": 2, "test": 3, "real_val": 4, "val_synthetic": 5, "real_bench": 101}
 # With a real corpus, train/val scenes lay real recordings under half of their background layers, draw real target
 # clips for a share of the events (real speech for half of the speech events; the thin alert classes less often,
 # so that a handful of recordings is not learnt by heart), add real distractors (hard negatives, music, animals,
@@ -153,20 +165,25 @@ def alerts_recipe(quick: bool = False) -> Recipe:
     if quick:
         train = TrainConfig(epochs=2, steps_per_epoch=30, batch_size=16, warmup_steps=10, lr=1e-3, ema_decay=0.99,
                             mixup_prob=0.0, specaugment=False, log_every=10)
+        adapt = dataclasses.replace(train, epochs=2, steps_per_epoch=8, warmup_steps=2, lr=3e-4, distill_weight=0.5)
         return Recipe(
             "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 96, 24, 24, SEEDS, "htsat", model, 2.0, train,
             val_subset=12, example=example, quick=True, real_scenes=REAL_SCENES, n_real_val=12, real_val_subset=12,
-            n_real_bench=12, mine_after=1,
+            n_real_bench=12, mine_after=1, adapt=adapt, adapt_mine_after=1, adapt_alphas=(0.5, 1.0),
         )
     # No mixup, SpecAugment or drop-path: in this compute budget the model under-fits, and each of them slowed
     # learning (validation after 1-2 epochs, same seed: event F1 0.10 -> 0.15, segment F1 0.35 -> 0.46 without
     # any of them; see docs/models/alerts.md). Gain, rooms, EQ, devices and SNR still vary in the scenes.
     train = TrainConfig(epochs=12, steps_per_epoch=350, batch_size=32, warmup_steps=300, lr=1e-3, ema_decay=0.999,
                         mixup_prob=0.0, specaugment=False)
+    # Adapting a trained alerts model to real audio (--from): 2 x 250 steps at a third of the learning rate, the
+    # start model as teacher at weight 0.5 (the best of four fine-tunes measured, docs/models/alerts.md).
+    adapt = dataclasses.replace(train, epochs=2, steps_per_epoch=250, warmup_steps=50, lr=3e-4, ema_decay=0.998,
+                                distill_weight=0.5)
     return Recipe(
         "alerts", tuple(ALERTS_LABELS), 16000, 10.0, 4000, 400, 500, SEEDS, "htsat", model, 2.0, train,
         val_subset=100, example=example, real_scenes=REAL_SCENES, n_real_val=150, real_val_subset=60,
-        n_real_bench=150, mine_after=6,
+        n_real_bench=150, mine_after=6, adapt=adapt, adapt_mine_after=1,
     )
 
 
@@ -357,6 +374,7 @@ def run_recipe(
     threads: int | None = None,
     device: str = "auto",
     real: str | Path | None = None,
+    start: str | Path | None = None,
     bundle_dir: str | Path | None = None,
     console: Any = None,
 ) -> dict[str, Any]:
@@ -366,7 +384,10 @@ def run_recipe(
     when they match the recipe). ``workers``: synthesis processes (default: CPU cores). ``threads``: torch and
     ONNX Runtime threads (default: CPU cores). ``real``: a real-audio corpus (``targets/`` and ``backgrounds/``
     with manifests, see :mod:`streamdet.train.real`): its training sources go into the scenes, its validation
-    sources into tuning and the real-audio benchmark. ``bundle_dir``: copy the final model and example clip there.
+    sources into tuning and the real-audio benchmark. ``start``: adapt this trained model (a bundled name, a
+    streamdet ``.onnx`` or a checkpoint) instead of training from scratch (:mod:`streamdet.train.adapt`: the
+    recipe's ``adapt`` training with the start model as teacher, then the weight interpolation chosen on
+    validation). ``bundle_dir``: copy the final model and example clip there.
     """
     import torch
 
@@ -389,7 +410,10 @@ def run_recipe(
                 "figures[/yellow]")
     _stage_synthesis(run)
     model = _stage_features(run)
-    best, summary = _stage_training(run, model, resume)
+    if start is None:
+        best, summary = _stage_training(run, model, resume)
+    else:
+        best, summary = _stage_adaptation(run, model, start, resume)
     thresholds, postprocess, tuning = _stage_tuning(run, best)
     figures = _stage_evaluation(run, best, thresholds, postprocess)
     run.timings["total_s"] = round(time.perf_counter() - t_all, 1)
@@ -467,21 +491,24 @@ def _stage_features(run: _Run) -> Any:
                                    "features train")
     val_bank = _bank(splits["val"], run.out / "cache" / "val.npz", model, run.labels, run.log, "features val")
     val_idx = list(range(min(recipe.val_subset, len(val_bank))))
+    run.data["val_idx_synthetic"], run.data["val_idx_real"] = list(val_idx), []
     if "real_val" in splits:  # checkpoints are chosen on synthetic and real validation scenes together
         real = _bank(splits["real_val"], run.out / "cache" / "real_val.npz", model, run.labels, run.log,
                      "features real_val")
         n = len(val_bank)
         val_bank = FeatureBank(val_bank.records + real.records, val_bank.features + real.features, val_bank.spec,
                                val_bank.pad_seconds, run.labels)
-        val_idx += [n + i for i in range(min(recipe.real_val_subset, len(real)))]
+        run.data["val_idx_real"] = [n + i for i in range(min(recipe.real_val_subset, len(real)))]
+        val_idx += run.data["val_idx_real"]
     run.data["val_bank"], run.data["val_idx"] = val_bank, val_idx
     run.timed("features", t)
     return model
 
 
-def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str, Any]]:
+def _stage_training(run: _Run, model: Any, resume: bool, teacher: Any = None) -> tuple[Any, dict[str, Any]]:
     """3. Training (with a real corpus, hard-negative mining part-way if the recipe asks: without one the recipe
-    trains exactly as the synthetic-only bundled model was trained); returns the best EMA model."""
+    trains exactly as the synthetic-only bundled model was trained); returns the best EMA model. With a ``teacher``
+    (adaptation) the recipe's ``adapt`` training runs instead, into ``adapt/``, distilling from the teacher."""
     import numpy as np
     from streamdet.models import load_checkpoint
 
@@ -490,16 +517,21 @@ def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str,
 
     t = time.perf_counter()
     recipe = run.recipe
-    cfg = dataclasses.replace(recipe.train, device=run.device, threads=run.threads)
-    trainer = Trainer(model, run.data["train_bank"], run.labels, cfg, run.out / "train", val=run.data["val_bank"],
-                      val_indices=run.data["val_idx"], console=run.log.console, provenance={"recipe": recipe.name})
+    if teacher is not None and recipe.adapt is None:
+        raise ValueError(f"recipe {recipe.name} has no adaptation settings (--from)")
+    base, mine_after, folder = ((recipe.train, recipe.mine_after, "train") if teacher is None
+                                else (recipe.adapt, recipe.adapt_mine_after, "adapt"))
+    cfg = dataclasses.replace(base, device=run.device, threads=run.threads)
+    trainer = Trainer(model, run.data["train_bank"], run.labels, cfg, run.out / folder, val=run.data["val_bank"],
+                      val_indices=run.data["val_idx"], console=run.log.console, provenance={"recipe": recipe.name},
+                      teacher=teacher)
     mined_path = trainer.out_dir / "mined_weights.npy"
     if not resume:  # a fresh run: forget any earlier training in this folder
         for p in (trainer.last_path, trainer.best_path, trainer.out_dir / "history.jsonl", mined_path):
             p.unlink(missing_ok=True)
     mining: dict[str, Any] | None = None
-    if run.real_root is not None and recipe.mine_after and recipe.mine_after < cfg.epochs:
-        trainer.fit(resume=resume, max_epochs=recipe.mine_after)
+    if run.real_root is not None and mine_after and mine_after < cfg.epochs:
+        trainer.fit(resume=resume, max_epochs=mine_after)
         if mined_path.exists():
             trainer.weights = np.load(mined_path)
             mining = json.loads(mined_path.with_suffix(".json").read_text())
@@ -507,10 +539,10 @@ def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str,
             tm = time.perf_counter()
             fp = false_positive_scores(trainer.ema.module, run.data["train_bank"], run.labels)
             trainer.weights, mining = mined_weights(trainer.weights, fp, recipe.mine_boost)
-            mining.update(after_epoch=recipe.mine_after, seconds=round(time.perf_counter() - tm, 1))
+            mining.update(after_epoch=mine_after, seconds=round(time.perf_counter() - tm, 1))
             np.save(mined_path, trainer.weights)
             mined_path.with_suffix(".json").write_text(json.dumps(mining))
-        run.log(f"hard-negative mining after epoch {recipe.mine_after}: {mining['files_fp_over_0.5']} of "
+        run.log(f"hard-negative mining after epoch {mine_after}: {mining['files_fp_over_0.5']} of "
                 f"{mining['files']} training files with false-positive score > 0.5 now get "
                 f"{100 * mining['drawn_share_of_files_fp_over_0.5']:.0f} % of the draws "
                 f"(was {100 * mining['before_share_of_files_fp_over_0.5']:.0f} %)")
@@ -523,7 +555,57 @@ def _stage_training(run: _Run, model: Any, resume: bool) -> tuple[Any, dict[str,
     run.log(f"training: {summary['steps']} steps, {summary['train_seconds']:.0f} s ({step_s:.2f} s/step of "
             f"{cfg.batch_size}), best epoch {summary['best_epoch']}")
     run.data["best_path"] = trainer.best_path
+    summary["folder"] = folder
     return load_checkpoint(trainer.best_path).float().eval(), summary
+
+
+def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) -> tuple[Any, dict[str, Any]]:
+    """3 (with ``--from``). Fine-tune the start model with itself as teacher, then keep the weight interpolation
+    between the two chosen on validation (:mod:`streamdet.train.adapt`); returns that model and the summary."""
+    from streamdet.models import save_checkpoint
+
+    from .adapt import check_start_model, choose_alpha, interpolate_weights, load_start_model
+    from .loop import validate
+
+    recipe, labels = run.recipe, run.labels
+    start_model, info = load_start_model(start)
+    check_start_model(start_model, info, labels, recipe.window_seconds, fresh)
+    run.log(f"adapting {info['path']} (teacher weight {recipe.adapt.distill_weight if recipe.adapt else None})")
+    tuned, summary = _stage_training(run, copy.deepcopy(start_model), resume, teacher=start_model)
+    t = time.perf_counter()
+    bank = run.data["val_bank"]
+    real = run.data["val_idx_real"]
+    synthetic_bank, synthetic = bank, run.data["val_idx_synthetic"]
+    if run.real_root is not None:  # with a real corpus the val scenes hold recorded audio: judge "synthetic" apart
+        cfg = recipe.scene_config("val", str(run.out / "speech_cache"))
+        split = _synth(run.out / "data" / "val_synthetic", recipe.val_subset, recipe.seeds["val_synthetic"], cfg,
+                       run.workers, run.log, "synth val_synthetic")
+        synthetic_bank = _bank(split, run.out / "cache" / "val_synthetic.npz", fresh, labels, run.log,
+                               "features val_synthetic")
+        synthetic = list(range(len(synthetic_bank)))
+    key = recipe.train.select_metric
+
+    def score(model: Any) -> dict[str, float]:
+        out = {"synthetic": validate(model, synthetic_bank, labels, indices=synthetic)[key]}
+        out["real"] = validate(model, bank, labels, indices=real)[key] if real else out["synthetic"]
+        return out
+
+    alpha, table = choose_alpha(start_model, tuned, recipe.adapt_alphas, score)
+    model = interpolate_weights(start_model, tuned, alpha)
+    path = run.out / summary["folder"] / "interpolated.pt"
+    save_checkpoint(model, path, training={"recipe": recipe.name, "adapted_from": str(info["path"]),
+                                           "alpha": alpha})
+    run.data["best_path"] = path
+    summary["adaptation"] = {"from": str(info["path"]), "from_sha256": _sha256(Path(info["path"])),
+                             "distill_weight": recipe.adapt.distill_weight if recipe.adapt else None,
+                             "metric": f"validation {key}: synthetic ({len(synthetic)} scenes without recorded "
+                                       f"audio), real ({len(real)} real scenes)", "alphas": table,
+                             "alpha": alpha}
+    run.log("weight interpolation start -> fine-tuned (validation " + key + ", synthetic / real): "
+            + ", ".join(f"{r['alpha']:g}: {r['synthetic']:.3f} / {r['real']:.3f}" for r in table)
+            + f"; kept {alpha:g}")
+    run.timed("interpolation", t)
+    return model, summary
 
 
 def _stage_tuning(run: _Run, best: Any) -> tuple[dict, dict, dict]:
@@ -624,14 +706,20 @@ def _stage_final(run: _Run, best: Any, summary: Mapping[str, Any], thresholds: M
             + (" with the training sources of the real corpus (backgrounds, distractors, target clips; split by "
                "source, see ATTRIBUTION.md); validation sources only for selection, tuning and figures"
                if run.real_root is not None else "; no recorded audio"))
+    adaptation = summary.get("adaptation")
+    if adaptation:
+        data += (f"; adapted from {Path(adaptation['from']).name} (sha256 {adaptation['from_sha256'][:16]}...), "
+                 "which was trained as its own provenance says")
     training = {"steps": summary["steps"], "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
                 "train_seconds": summary["train_seconds"], "seconds_per_step": summary["seconds_per_step"],
-                "final_loss": hist[-1].get("loss") if hist else None, "first_loss": _first_loss(out),
-                "mining": summary.get("mining")}
+                "final_loss": hist[-1].get("loss") if hist else None,
+                "first_loss": _first_loss(out / summary.get("folder", "train")),
+                "mining": summary.get("mining"), "adaptation": adaptation}
     provenance = {
         "name": recipe.name,
         "recipe": f"streamdet train --recipe {recipe.name}{' --quick' if recipe.quick else ''}"
-                  + (" --real DIR" if run.real_root is not None else ""),
+                  + (" --real DIR" if run.real_root is not None else "")
+                  + (" --from MODEL" if summary.get("adaptation") else ""),
         "recipe_config": recipe.to_dict(),
         "data": data,
         "training": training,
@@ -693,8 +781,8 @@ def _headline(s: Mapping[str, Any]) -> dict[str, Any]:
                               "segment_error_rate")}
 
 
-def _first_loss(out: Path) -> float | None:
-    path = out / "train" / "history.jsonl"
+def _first_loss(train_dir: Path) -> float | None:
+    path = train_dir / "history.jsonl"
     if not path.exists():
         return None
     first = path.read_text().splitlines()[:1]

@@ -1,5 +1,7 @@
 """``streamdet train --recipe alerts``: reproduce a model end to end (synthesis, training, tuning, export, eval);
-``streamdet train --from alerts --clips DIR --out my.onnx``: teach a model new sounds (:mod:`streamdet.train.teach`).
+``streamdet train --recipe alerts --real DIR --from alerts``: adapt a trained model to the recipe's data
+(:mod:`streamdet.train.adapt`); ``streamdet train --from alerts --clips DIR --out my.onnx``: teach a model new
+sounds (:mod:`streamdet.train.teach`).
 
 torch and the training code are imported inside the command, so ``streamdet --help`` stays light.
 """
@@ -37,9 +39,11 @@ def train_command(
                                                           "MANIFEST.csv): split by source into training recordings "
                                                           "and validation ones (tuning, real-audio figures).",
                                      show_default=False),
-    from_: str | None = typer.Option(None, "--from", help="Teach new sounds to this model: a bundled name (alerts), "
-                                                          "a streamdet .onnx (fp32), a training checkpoint or an "
-                                                          "official HTS-AT checkpoint. Needs --clips and --out.",
+    from_: str | None = typer.Option(None, "--from", help="Start from this model: a bundled name (alerts), a "
+                                                          "streamdet .onnx (fp32), a training checkpoint or an "
+                                                          "official HTS-AT checkpoint. With --clips and --out: teach "
+                                                          "it new sounds. Without --clips: adapt it to the recipe's "
+                                                          "data (with --real: to real audio), itself as teacher.",
                                      show_default=False),
     clips: Path | None = typer.Option(None, "--clips", help="With --from: LABEL/ folders of recordings (at least 5 "
                                                             "each; optional LABEL/*.tsv strong labels) and an "
@@ -55,7 +59,7 @@ def train_command(
     Synthesise scenes, train, tune per-class thresholds on the validation split, export ONNX with provenance,
     evaluate on the held-out test split through the runtime engine. Exit 0 on success, 1 if a stage fails,
     2 on usage errors."""
-    if from_ is not None or clips is not None:
+    if clips is not None:
         _teach(from_, clips, out, replace, seed, scenes, threads, workers)
         return
     if real is not None and not (real / "targets" / "MANIFEST.csv").is_file():
@@ -77,18 +81,22 @@ def train_command(
         spec = get_recipe(recipe, quick=quick)
     except ValueError as exc:
         fail(str(exc), 2)
-    if epochs is not None:
+    if from_ is not None:
+        _check_start(from_, spec)
+    if epochs is not None and from_ is not None and spec.adapt is not None:
+        spec = dataclasses.replace(spec, adapt=dataclasses.replace(spec.adapt, epochs=epochs))
+    elif epochs is not None:
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=epochs))
     out = out or Path("runs") / f"{recipe}{'-quick' if quick else ''}"
     bundle_dir = Path(__file__).resolve().parent.parent / "bundled" if bundle else None
     console = Console(stderr=True)
     try:
         report = run_recipe(spec, out, resume=resume, workers=workers, threads=threads, device=device,
-                            real=real, bundle_dir=bundle_dir, console=console)
+                            real=real, start=from_, bundle_dir=bundle_dir, console=console)
     except KeyboardInterrupt:
         console.print(printable(f"interrupted; continue with: streamdet train --recipe {recipe}"
-                                f"{' --quick' if quick else ''}{f' --real {real}' if real else ''} --output {out} "
-                                "--resume"), markup=False)
+                                f"{' --quick' if quick else ''}{f' --real {real}' if real else ''}"
+                                f"{f' --from {from_}' if from_ else ''} --output {out} --resume"), markup=False)
         raise typer.Exit(130) from None
     except (RuntimeError, ValueError, OSError) as exc:
         fail(f"{type(exc).__name__}: {exc}", 1)
@@ -102,6 +110,21 @@ def train_command(
         typer.echo(f"real audio (validation sources): event F1 (macro) {sc['event_f1_macro']}, segment F1 (macro) "
                    f"{sc['segment_f1_macro']}; {bg['false_alarms_per_minute']} false alarms per minute on real "
                    "backgrounds")
+
+
+def _check_start(source: str, spec: object) -> None:
+    """Exit 2 at once (not after minutes of synthesis) when ``--from`` names no usable model for the recipe."""
+    from ..train.adapt import load_start_model
+
+    if getattr(spec, "adapt", None) is None:
+        fail(f"--from: recipe {getattr(spec, 'name', '?')} has no adaptation settings", 2)
+    try:
+        model, _ = load_start_model(source)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    labels = list(getattr(spec, "labels", ()))
+    if list(model.labels) != labels:
+        fail(f"--from {source}: its labels {list(model.labels)} are not the recipe's {labels}", 2)
 
 
 def _teach(source: str | None, clips: Path | None, out: Path | None, replace: bool, seed: int, scenes: int,
