@@ -248,3 +248,24 @@ def test_recipe_reuses_a_synthesised_split_whatever_the_speech_cache_path(tmp_pa
     _synth(out, 2, 0, SceneConfig(**{**base, "snr_db": (0.0, 5.0)}, speech_cache_dir=None), 1, log, "synth")
     assert any("synthesising it again" in m for m in messages)
     assert "already in" not in messages[-1]
+
+
+def test_files_scored_together_must_have_distinct_names(tmp_path: Path) -> None:
+    """Two validation splits both holding ``scene_00000.wav`` once shared one key: one file's score track hid the
+    other's and their events were merged. ``ground_truth`` now refuses them, and the recipe names its real
+    validation scenes apart from the synthetic ones."""
+    from streamdet.train.datasets import AudioRecord, StrongEvent
+    from streamdet.train.loop import ground_truth
+    from streamdet.train.recipes import _Log, _synth
+
+    a = AudioRecord(tmp_path / "val" / "scene_00000.wav", 10.0, ("knock",), (StrongEvent("knock", 1.0, 2.0),))
+    b = AudioRecord(tmp_path / "real_val" / "scene_00000.wav", 10.0, ("speech",), (StrongEvent("speech", 3.0, 4.0),))
+    with pytest.raises(ValueError, match=r"share a name.*scene_00000\.wav"):
+        ground_truth([a, b], ["knock", "speech"])
+    gt, _ = ground_truth([a], ["knock", "speech"])
+    assert [e.label for e in gt["scene_00000.wav"]] == ["knock"]
+    config = SceneConfig(sample_rate=16000, duration=2.0, labels=("knock",), events=(1, 1), distractors=(0, 0))
+    plain = _synth(tmp_path / "plain", 2, 0, config, 1, _Log(None), "synth")
+    real = _synth(tmp_path / "real", 2, 0, config, 1, _Log(None), "synth", prefix="real_scene")
+    names = [r.path.name for r in read_scenes(plain) + read_scenes(real)]
+    assert len(set(names)) == 4 and "real_scene_00000.wav" in names

@@ -267,9 +267,16 @@ def offline_tracks(
 
 
 def ground_truth(records: Sequence[Any], labels: Sequence[str]) -> tuple[dict[str, list], dict[str, float]]:
-    """``(EventTable, durations)`` of strong records, keyed by file name."""
+    """``(EventTable, durations)`` of strong records, keyed by file name; two records with one name are refused (their
+    events would be merged and one file's scores would hide the other's)."""
+    from collections import Counter
+
     from streamdet.metrics import events_from_records
 
+    twice = sorted(name for name, n in Counter(r.path.name for r in records).items() if n > 1)
+    if twice:
+        raise ValueError(f"{len(twice)} files share a name with another one ({', '.join(twice[:3])}...): "
+                         "files scored together need distinct names")
     rows = [(r.path.name, e.onset, e.offset, e.label) for r in records for e in (r.events or ()) if e.label in labels]
     gt = events_from_records(rows)
     durations = {r.path.name: float(r.duration) for r in records}

@@ -239,8 +239,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, what: str) -> Path:
-    """Synthesise a split unless ``out`` already holds the same one."""
+def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, what: str, prefix: str = "scene"
+           ) -> Path:
+    """Synthesise a split unless ``out`` already holds the same one. ``prefix`` names its files (``prefix_00000``):
+    splits whose files are scored together need different prefixes, as files are known by name."""
     from .synth import synthesize_split
 
     settings = config.to_dict()
@@ -248,7 +250,8 @@ def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, w
     # the folders' contents, not only their paths: a re-split corpus laid out at the same place is another split
     folders = {str(root): sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
                for root in (*config.clip_folders, *config.background_folders)}
-    key = _digest({"n": n, "seed": seed, "config": settings, "folders": folders})
+    key = _digest({"n": n, "seed": seed, "config": settings, "folders": folders}
+                  | ({"prefix": prefix} if prefix != "scene" else {}))
     stamp = out / "recipe.key"
     if (out / "manifest.json").exists() and stamp.exists() and stamp.read_text() == key:
         log(f"{what}: {n} scenes already in {out}")
@@ -257,7 +260,7 @@ def _synth(out: Path, n: int, seed: int, config: Any, workers: int, log: _Log, w
         log(f"{what}: {out} holds another or an unfinished split: synthesising it again")
         shutil.rmtree(out)
     t = time.perf_counter()
-    synthesize_split(out, n, seed=seed, config=config, workers=workers, progress=log.progress(what))
+    synthesize_split(out, n, seed=seed, config=config, workers=workers, prefix=prefix, progress=log.progress(what))
     stamp.write_text(key)
     log(f"{what}: {n} scenes in {time.perf_counter() - t:.0f} s")
     return out
@@ -464,7 +467,7 @@ def _stage_synthesis(run: _Run) -> None:
         # a quarter of the tuning scenes hold no target at all: thresholds also see real audio that must not fire
         cfg = real_scene_config(val_dirs["clips"], val_dirs["beds"], run.labels, events=(0, 3))
         splits["real_val"] = _synth(out / "data" / "real_val", recipe.n_real_val, recipe.seeds["real_val"], cfg,
-                                    run.workers, run.log, "synth real_val")
+                                    run.workers, run.log, "synth real_val", prefix="real_scene")
     run.data["splits"] = splits
     ex_cfg = recipe.scene_config("example", cache_dir)
     example = synthesize_scene(recipe.example.get("seed", 0), ex_cfg)
