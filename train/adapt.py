@@ -11,6 +11,9 @@ Two published, complementary tools:
   the new data. ``a`` is chosen on validation by :func:`choose_alpha`: the best real-audio validation figure among
   the mixing weights that stay within ``tolerance`` of the start model on the synthetic validation (``a = 0``, the
   start model itself, is always allowed, so adaptation never makes the synthetic validation worse than that).
+  The recipe's figure is the one its tuning stage would reach (thresholds and post-processing tuned per mixing
+  weight; mean of event and segment F1): a threshold-free frame mAP did not guard the tuned event F1 (measured,
+  docs/models/alerts.md).
 """
 
 from __future__ import annotations

@@ -568,7 +568,6 @@ def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) ->
     from streamdet.models import save_checkpoint
 
     from .adapt import check_start_model, choose_alpha, interpolate_weights, load_start_model
-    from .loop import validate
 
     recipe, labels = run.recipe, run.labels
     start_model, info = load_start_model(start)
@@ -586,11 +585,12 @@ def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) ->
         synthetic_bank = _bank(split, run.out / "cache" / "val_synthetic.npz", fresh, labels, run.log,
                                "features val_synthetic")
         synthetic = list(range(len(synthetic_bank)))
-    key = recipe.train.select_metric
+    sides = {"synthetic": (synthetic_bank, synthetic), "real": (bank, real)} if real else \
+        {"synthetic": (synthetic_bank, synthetic)}
 
     def score(model: Any) -> dict[str, float]:
-        out = {"synthetic": validate(model, synthetic_bank, labels, indices=synthetic)[key]}
-        out["real"] = validate(model, bank, labels, indices=real)[key] if real else out["synthetic"]
+        out = _tuned_figures(model, sides, labels, recipe.eval_hop, recipe.eval_lookahead)
+        out.setdefault("real", out["synthetic"])
         return out
 
     alpha, table = choose_alpha(start_model, tuned, recipe.adapt_alphas, score)
@@ -601,14 +601,38 @@ def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) ->
     run.data["best_path"] = path
     summary["adaptation"] = {"from": str(info["path"]), "from_sha256": _sha256(Path(info["path"])),
                              "distill_weight": recipe.adapt.distill_weight if recipe.adapt else None,
-                             "metric": f"validation {key}: synthetic ({len(synthetic)} scenes without recorded "
+                             "metric": "mean of macro event F1 and segment F1 with thresholds and post-processing "
+                                       f"tuned on both sides: synthetic ({len(synthetic)} scenes without recorded "
                                        f"audio), real ({len(real)} real scenes)", "alphas": table,
                              "alpha": alpha}
-    run.log("weight interpolation start -> fine-tuned (validation " + key + ", synthetic / real): "
+    run.log("weight interpolation start -> fine-tuned (validation, tuned (event F1 + segment F1) / 2, synthetic / "
+            "real): "
             + ", ".join(f"{r['alpha']:g}: {r['synthetic']:.3f} / {r['real']:.3f}" for r in table)
             + f"; kept {alpha:g}")
     run.timed("interpolation", t)
     return model, summary
+
+
+def _tuned_figures(model: Any, sides: Mapping[str, tuple[Any, list[int]]], labels: list[str], hop: float,
+                   lookahead: float) -> dict[str, float]:
+    """Per side (``{name: (FeatureBank, indices)}``), the mean of macro event F1 and segment F1 of ``model`` with
+    thresholds and post-processing tuned on all sides together (offline score tracks, the engine's rules): what
+    the recipe's tuning stage would make of this model, cheaply."""
+    from .loop import ground_truth, offline_tracks, score_events
+    from .thresholds import tracks_to_events, tune_postprocessing
+
+    parts = {name: (offline_tracks(model, bank, hop, lookahead, idx), [bank.records[i] for i in idx])
+             for name, (bank, idx) in sides.items()}
+    tracks = {k: v for tr, _ in parts.values() for k, v in tr.items()}
+    gt, _ = ground_truth([r for _, recs in parts.values() for r in recs], labels)
+    thresholds, postprocess, _ = tune_postprocessing(tracks, gt, labels)
+    out = {}
+    for name, (tr, recs) in parts.items():
+        side_gt, durations = ground_truth(recs, labels)
+        pred = tracks_to_events(tr, labels, thresholds, **_per_class(postprocess, labels))
+        s = score_events(pred, side_gt, durations, labels)
+        out[name] = round((s["event_f1_macro"] + s["segment_f1_macro"]) / 2, 4)
+    return out
 
 
 def _stage_tuning(run: _Run, best: Any) -> tuple[dict, dict, dict]:
