@@ -105,6 +105,8 @@ def test_train_from_a_missing_or_foreign_model_exits_2_before_any_work(cli, tmp_
     r = cli("train", "--recipe", "alerts", "--quick", "--from", ckpt, "--out", out)
     assert r.returncode == 2 and "labels" in r.stderr and "hum" in r.stderr
     assert not out.exists()  # refused before synthesis
+    r = cli("train", "--from", "alerts", "--out", tmp_path / "mine.onnx")  # teaching, with --clips forgotten
+    assert r.returncode == 2 and "needs --clips" in r.stderr and not (tmp_path / "mine.onnx").exists()
 
 
 @pytest.mark.slow

@@ -82,6 +82,9 @@ def train_command(
     except ValueError as exc:
         fail(str(exc), 2)
     if from_ is not None:
+        if out is not None and out.suffix.lower() == ".onnx":  # the teaching form with --clips forgotten
+            fail(f"--out {out}: teaching new sounds needs --clips DIR (and writes NEW.onnx); adapting a model with "
+                 "--recipe writes a run folder, not an .onnx file", 2)
         _check_start(from_, spec)
     if epochs is not None and from_ is not None and spec.adapt is not None:
         spec = dataclasses.replace(spec, adapt=dataclasses.replace(spec.adapt, epochs=epochs))
