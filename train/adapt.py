@@ -20,27 +20,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["check_start_model", "choose_alpha", "interpolate_weights", "load_start_model"]
-
-
-def load_start_model(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model an adaptation starts from (a bundled name, a streamdet ``.onnx`` or a checkpoint) and what its
-    file says (``path``, ``thresholds``, ``postprocess``, ``window_seconds``); raises ``ValueError`` naming it."""
-    from .teach import load_source
-
-    return load_source(source)
+__all__ = ["check_start_model", "choose_alpha", "interpolate_weights"]
 
 
 def check_start_model(model: nn.Module, info: Mapping[str, Any], labels: Sequence[str], window_seconds: float,
                       reference: nn.Module) -> None:
     """Refuse a start model the recipe's data cannot train: other labels, another front-end (the cached features
-    would not be its input) or another window. ``reference`` is the recipe's own (fresh) model."""
+    would not be its input) or another window. ``model, info`` come from :func:`streamdet.train.teach.load_source`;
+    ``reference`` is the recipe's own (fresh) model."""
     name = info.get("path", "the start model")
     if list(model.labels) != list(labels):
         raise ValueError(f"--from {name}: its labels {list(model.labels)} are not the recipe's {list(labels)}")

@@ -110,6 +110,12 @@ class Recipe:
                           **self.real_scenes)
         return SceneConfig(**common)
 
+    def build_model(self) -> Any:
+        """The recipe's untrained model."""
+        from streamdet.models import build_model
+
+        return build_model(self.model_type, labels=list(self.labels), num_classes=len(self.labels), **self.model)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
@@ -482,14 +488,13 @@ def _stage_synthesis(run: _Run) -> None:
 def _stage_features(run: _Run) -> Any:
     """2. The front-end over every training and validation scene (cached); returns the fresh model."""
     import torch
-    from streamdet.models import build_model
 
     from .torch_data import FeatureBank
 
     t = time.perf_counter()
     recipe, splits = run.recipe, run.data["splits"]
     torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe.model_type, labels=run.labels, num_classes=len(run.labels), **recipe.model)
+    model = recipe.build_model()
     if model.native_window_samples != round(recipe.window_seconds * recipe.sample_rate):
         raise ValueError("the recipe's window must be the model's native window")
     run.data["train_bank"] = _bank(splits["train"], run.out / "cache" / "train.npz", model, run.labels, run.log,
@@ -522,8 +527,6 @@ def _stage_training(run: _Run, model: Any, resume: bool, teacher: Any = None) ->
 
     t = time.perf_counter()
     recipe = run.recipe
-    if teacher is not None and recipe.adapt is None:
-        raise ValueError(f"recipe {recipe.name} has no adaptation settings (--from)")
     base, mine_after, folder = ((recipe.train, recipe.mine_after, "train") if teacher is None
                                 else (recipe.adapt, recipe.adapt_mine_after, "adapt"))
     cfg = dataclasses.replace(base, device=run.device, threads=run.threads)
@@ -569,12 +572,15 @@ def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) ->
     between the two chosen on validation (:mod:`streamdet.train.adapt`); returns that model and the summary."""
     from streamdet.models import save_checkpoint
 
-    from .adapt import check_start_model, choose_alpha, interpolate_weights, load_start_model
+    from .adapt import check_start_model, choose_alpha, interpolate_weights
+    from .teach import load_source
 
     recipe, labels = run.recipe, run.labels
-    start_model, info = load_start_model(start)
+    if recipe.adapt is None:
+        raise ValueError(f"recipe {recipe.name} has no adaptation settings (--from)")
+    start_model, info = load_source(start)
     check_start_model(start_model, info, labels, recipe.window_seconds, fresh)
-    run.log(f"adapting {info['path']} (teacher weight {recipe.adapt.distill_weight if recipe.adapt else None})")
+    run.log(f"adapting {info['path']} (teacher weight {recipe.adapt.distill_weight})")
     tuned, summary = _stage_training(run, copy.deepcopy(start_model), resume, teacher=start_model)
     t = time.perf_counter()
     bank = run.data["val_bank"]
@@ -602,7 +608,7 @@ def _stage_adaptation(run: _Run, fresh: Any, start: str | Path, resume: bool) ->
                                            "alpha": alpha})
     run.data["best_path"] = path
     summary["adaptation"] = {"from": str(info["path"]), "from_sha256": _sha256(Path(info["path"])),
-                             "distill_weight": recipe.adapt.distill_weight if recipe.adapt else None,
+                             "distill_weight": recipe.adapt.distill_weight,
                              "metric": "mean of macro event F1 and segment F1 with thresholds and post-processing "
                                        f"tuned on both sides: synthetic ({len(synthetic)} scenes without recorded "
                                        f"audio), real ({len(real)} real scenes)", "alphas": table,

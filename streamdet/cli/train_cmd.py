@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .common import error, fail
 from .text import printable
+
+if TYPE_CHECKING:
+    from ..train.recipes import Recipe
 
 
 def train_command(
@@ -115,19 +119,19 @@ def train_command(
                    "backgrounds")
 
 
-def _check_start(source: str, spec: object) -> None:
-    """Exit 2 at once (not after minutes of synthesis) when ``--from`` names no usable model for the recipe."""
-    from ..train.adapt import load_start_model
+def _check_start(source: str, spec: Recipe) -> None:
+    """Exit 2 at once (not after minutes of synthesis) when ``--from`` names no usable model for the recipe: the
+    recipe's own check (:func:`streamdet.train.adapt.check_start_model`), run before any work."""
+    from ..train.adapt import check_start_model
+    from ..train.teach import load_source
 
-    if getattr(spec, "adapt", None) is None:
-        fail(f"--from: recipe {getattr(spec, 'name', '?')} has no adaptation settings", 2)
+    if spec.adapt is None:
+        fail(f"--from: recipe {spec.name} has no adaptation settings", 2)
     try:
-        model, _ = load_start_model(source)
+        model, info = load_source(source)
+        check_start_model(model, info, spec.labels, spec.window_seconds, spec.build_model())
     except ValueError as exc:
         fail(str(exc), 2)
-    labels = list(getattr(spec, "labels", ()))
-    if list(model.labels) != labels:
-        fail(f"--from {source}: its labels {list(model.labels)} are not the recipe's {labels}", 2)
 
 
 def _teach(source: str | None, clips: Path | None, out: Path | None, replace: bool, seed: int, scenes: int,
